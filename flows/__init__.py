@@ -1,0 +1,1 @@
+"""Prefect flows of parkcast: the daily forecast job and the retrain job."""

@@ -1,0 +1,71 @@
+"""The daily job: ingest fresh records, retrain when needed, publish forecasts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+from prefect import flow
+from prefect.runtime import flow_run
+
+from parkcast import schema
+from parkcast.db import make_engine, migrate
+from parkcast.flows.retrain import RetrainResult, retrain
+from parkcast.logs import get_logger, install_password_masking
+from parkcast.settings import Settings, get_settings, mask_url
+from parkcast.tasks.features import load_cells, load_context, with_history
+from parkcast.tasks.ingest import IngestSummary, ingest_folder
+from parkcast.tasks.predict import ForecastResult, load_champion, write_forecasts
+
+__all__ = ["DailySummary", "daily_forecast"]
+
+
+@dataclass(frozen=True)
+class DailySummary:
+    """What one daily run did, for the CLI to print."""
+
+    database: str
+    ingest: IngestSummary
+    retrain: RetrainResult | None
+    champion_id: str
+    champion_problems: list[str]
+    forecast: ForecastResult
+
+
+def _needs_retrain(engine: sa.Engine, newest_day: pd.Timestamp) -> bool:
+    """True when there is no champion or records newer than its evaluation window arrived."""
+    versions, runs = schema.model_versions, schema.training_runs
+    query = (
+        sa.select(runs.c.eval_end)
+        .join(versions, versions.c.training_run_id == runs.c.id)
+        .where(versions.c.status == "champion")
+    )
+    with engine.connect() as connection:
+        eval_end = connection.execute(query).scalar_one_or_none()
+    return eval_end is None or newest_day.date() > eval_end
+
+
+@flow(name="daily_forecast")
+def daily_forecast(settings: Settings | None = None) -> DailySummary:
+    """Ingest the data folder, retrain if needed, and write the next park days' forecasts."""
+    install_password_masking()
+    settings = settings or get_settings()
+    logger = get_logger()
+    engine = make_engine(settings.database_url)
+    try:
+        migrate(engine)
+        logger.info("Database %s is at the newest schema", mask_url(settings.database_url))
+        ingest = ingest_folder(engine, settings.data_dir, settings.max_posted_wait)
+        cells = load_cells(engine)
+        if cells.empty:
+            raise RuntimeError(f"no usable wait-time observations in the database; check the files in {settings.data_dir}")
+        context = with_history(load_context(engine), cells)
+
+        result = retrain(engine, cells, context, settings) if _needs_retrain(engine, cells["park_day"].max()) else None
+        loaded = load_champion(engine)
+        forecast = write_forecasts(engine, loaded, context, cells, settings.horizon_days,
+                                   str(flow_run.id) if flow_run.id else None)
+    finally:
+        engine.dispose()
+    return DailySummary(mask_url(settings.database_url), ingest, result, loaded.version_id, loaded.problems, forecast)

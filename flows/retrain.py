@@ -1,0 +1,99 @@
+"""The retrain flow: train a challenger, score it beside the champion, promote or reject."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from prefect import flow, task
+from prefect.cache_policies import NONE
+from prefect.runtime import flow_run
+
+from parkcast import schema
+from parkcast.logs import get_logger
+from parkcast.models.mlp import HyperParameters, predict_minutes, to_model_inputs
+from parkcast.settings import Settings, get_settings
+from parkcast.tasks.evaluate import Scores, SeasonalNaive, score
+from parkcast.tasks.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, Context, build_features
+from parkcast.tasks.predict import load_model_file
+from parkcast.tasks.promote import apply_decision, current_champion, decide, save_version
+from parkcast.tasks.train import split_by_days, train_best_candidate
+
+__all__ = ["RetrainResult", "retrain"]
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """Outcome of one retrain: both scores on the same window and the decision."""
+
+    challenger_id: str
+    challenger: Scores
+    champion_id: str | None
+    champion: Scores | None
+    baseline: Scores
+    promoted: bool
+    reason: str
+
+
+def _score_model(model, cells: pd.DataFrame, context: Context) -> Scores:
+    inputs = to_model_inputs(build_features(cells, context), CATEGORICAL_FEATURES, NUMERIC_FEATURES)
+    return score(cells["wait"].to_numpy(), predict_minutes(model, inputs))
+
+
+@task(cache_policy=NONE)
+def score_champion(champion: sa.Row | None, cells: pd.DataFrame, context: Context) -> Scores | None:
+    """Re-score the current champion on the evaluation window; None if there is none or it is unusable."""
+    if champion is None:
+        return None
+    try:
+        model = load_model_file(Path(champion.file_path), champion.sha256)
+    except (OSError, ValueError, TypeError) as error:
+        get_logger().error("Champion %s cannot be re-scored, so any challenger that beats the baseline may replace it: %s", champion.id, error)
+        return None
+    return _score_model(model, cells, context)
+
+
+def _start_run(engine: sa.Engine, eval_cells: pd.DataFrame) -> int:
+    with engine.begin() as connection:
+        return connection.execute(sa.insert(schema.training_runs).values(
+            flow_run_id=str(flow_run.id) if flow_run.id else None, started_at=datetime.now(timezone.utc),
+            status="running", eval_start=eval_cells["park_day"].min().date(), eval_end=eval_cells["park_day"].max().date(),
+            eval_cells=len(eval_cells)).returning(schema.training_runs.c.id)).scalar_one()
+
+
+def _finish_run(engine: sa.Engine, run_id: int, result: RetrainResult) -> None:
+    with engine.begin() as connection:
+        connection.execute(sa.update(schema.training_runs).where(schema.training_runs.c.id == run_id).values(
+            finished_at=datetime.now(timezone.utc), status="completed", challenger_id=result.challenger_id,
+            challenger_mae=result.challenger.mae, champion_before_id=result.champion_id,
+            champion_mae=result.champion.mae if result.champion else None, baseline_mae=result.baseline.mae,
+            decision="promoted" if result.promoted else "rejected", decision_reason=result.reason))
+
+
+@flow(name="retrain", log_prints=False)
+def retrain(engine: sa.Engine, cells: pd.DataFrame, context: Context, settings: Settings | None = None) -> RetrainResult:
+    """Train a challenger on all but the freshest days and promote it only if it wins there."""
+    settings = settings or get_settings()
+    train_cells, eval_cells = split_by_days(cells, settings.evaluation_days)
+    # Both models forecast the evaluation window from its eve, as in production.
+    eval_cells = eval_cells.assign(as_of=train_cells["park_day"].max())
+    max_horizon = max(settings.horizon_days, settings.evaluation_days)
+    run_id = _start_run(engine, eval_cells)
+    hparams = HyperParameters.parse(seed=settings.seed, max_epochs=settings.max_epochs)
+
+    candidate = train_best_candidate(train_cells, context, hparams, settings.trials, max_horizon)
+    challenger_id = save_version(engine, candidate, settings.model_dir, run_id)
+    challenger = _score_model(candidate.model, eval_cells, context)
+    champion_row = current_champion(engine)
+    champion = score_champion(champion_row, eval_cells, context)
+    baseline = score(eval_cells["wait"].to_numpy(), SeasonalNaive().fit(train_cells).predict(eval_cells))
+
+    champion_id = champion_row.id if champion_row is not None else None
+    decision = apply_decision(engine, challenger_id, champion_id,
+                              decide(challenger, champion, baseline, settings.promotion_margin_minutes))
+    result = RetrainResult(challenger_id, challenger, champion_id, champion, baseline, decision.promote, decision.reason)
+    _finish_run(engine, run_id, result)
+    return result

@@ -1,0 +1,1 @@
+"""Keras model code of parkcast: the dropout MLP and its hyper-parameters."""

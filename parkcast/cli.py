@@ -1,0 +1,47 @@
+"""Command-line interface: `parkcast --help` lists every command."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from parkcast.settings import Settings, get_settings, mask_url
+
+__all__ = ["app"]
+
+app = typer.Typer(help="parkcast: scheduled forecasts of theme-park ride wait times.", no_args_is_help=True)
+
+
+@app.callback()
+def _prepare() -> None:
+    # Prefect's local mode fails with "unable to open database file" when
+    # PREFECT_HOME names a folder that does not exist yet.
+    if prefect_home := os.environ.get("PREFECT_HOME"):
+        Path(prefect_home).expanduser().mkdir(parents=True, exist_ok=True)
+
+
+@app.command()
+def run() -> None:
+    """Run the daily_forecast flow once: ingest, retrain if needed, write forecasts."""
+    from parkcast.flows.daily_forecast import daily_forecast
+    from parkcast.summary import format_daily_summary
+
+    summary = daily_forecast()
+    typer.echo(format_daily_summary(summary))
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Print the effective settings, with any database password masked."""
+    settings = get_settings()
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if name == "database_url":
+            value = mask_url(value)
+        typer.echo(f"PARKCAST_{name.upper():<28} {value}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,79 @@
+"""Typed settings for parkcast, read from PARKCAST_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+__all__ = ["Settings", "get_settings", "REPO_ROOT", "mask_url"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every setting parkcast reads; the README's settings table mirrors it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PARKCAST_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        protected_namespaces=(),
+    )
+
+    database_url: str = Field(
+        default=f"sqlite:///{REPO_ROOT / 'var' / 'parkcast.db'}",
+        description="SQLAlchemy URL of the database (SQLite file or PostgreSQL).",
+    )
+    data_dir: Path = Field(
+        default=REPO_ROOT / "data" / "touringplans",
+        description="Folder of TouringPlans files that the ingest step reads.",
+    )
+    model_dir: Path = Field(
+        default=REPO_ROOT / "var" / "models",
+        description="Folder where model versions are written as .h5 files.",
+    )
+    horizon_days: int = Field(
+        default=7, ge=1, le=60, description="Number of park days to forecast."
+    )
+    seed: int = Field(default=42, description="Random seed for training.")
+    evaluation_days: int = Field(
+        default=28,
+        ge=7,
+        le=365,
+        description="Length in park days of the freshest window that scores models.",
+    )
+    max_epochs: int = Field(
+        default=40, ge=1, le=1000, description="Upper bound on training epochs."
+    )
+    trials: int = Field(
+        default=1, ge=1, le=200, description="Candidate models trained per retrain."
+    )
+    promotion_margin_minutes: float = Field(
+        default=0.1,
+        ge=0.0,
+        description="MAE improvement in minutes a challenger needs to be promoted.",
+    )
+    max_posted_wait: int = Field(
+        default=500,
+        ge=1,
+        description="Posted waits above this many minutes are rejected as impossible.",
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once from the environment."""
+    return Settings()
+
+
+def mask_url(url: str) -> str:
+    """Return the URL with any password replaced by ***, safe for logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL must still not leak.
+        return "<unparsable database URL>"

@@ -1,0 +1,40 @@
+"""Plain-text run summaries that the CLI prints."""
+
+from __future__ import annotations
+
+__all__ = ["format_daily_summary"]
+
+READ_QUERY = (
+    "SELECT r.code, f.park_day, f.hour, f.predicted_wait FROM forecasts f "
+    "JOIN rides r ON r.id = f.ride_id ORDER BY f.park_day, r.code, f.hour;"
+)
+
+
+def format_daily_summary(summary) -> str:
+    """Render a DailySummary as a few readable lines."""
+    ingest, forecast, result = summary.ingest, summary.forecast, summary.retrain
+    lines = [
+        f"Ingest: {ingest.files_read} files read, {ingest.files_skipped} unchanged; "
+        f"{ingest.rows_read} rows read, {ingest.rows_stored} stored, {ingest.rows_rejected} rejected",
+    ]
+    lines += [f"  rejected for {reason}: {count}" for reason, count in sorted(ingest.rejected_by_reason.items())]
+    lines += [f"  FAILED {name}: {message}" for name, message in sorted(ingest.failed_files.items())]
+    if result is None:
+        lines.append("Model: no new records since the champion was chosen; retrain skipped")
+    else:
+        champion = f"{result.champion.mae:.2f}" if result.champion else "none"
+        lines.append(
+            f"Model: challenger {result.challenger_id} validation MAE {result.challenger.mae:.2f} min "
+            f"(champion {champion}, seasonal-naive baseline {result.baseline.mae:.2f}) on "
+            f"{result.challenger.cells} cells; {'promoted' if result.promoted else 'rejected'}: {result.reason}"
+        )
+    lines.append(f"Champion in use: {summary.champion_id}")
+    lines += [f"  WARNING fell back past a broken model: {problem}" for problem in summary.champion_problems]
+    state = "unchanged, already stored" if forecast.unchanged else "written"
+    lines.append(
+        f"Forecasts: {forecast.rows} rows {state} for the park days after {forecast.as_of} "
+        f"({forecast.fallback_days} days without metadata used typical hours)"
+    )
+    lines.append(f"Database: {summary.database}")
+    lines.append(f"Read them: {READ_QUERY}")
+    return "\n".join(lines)

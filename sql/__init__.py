@@ -1,0 +1,1 @@
+"""Alembic migrations and the read-side SQL views of parkcast's database."""

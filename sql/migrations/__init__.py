@@ -1,0 +1,1 @@
+"""Alembic environment for parkcast's schema."""

@@ -1,0 +1,1 @@
+"""Prefect tasks of parkcast: ingest, features, train, evaluate, promote, predict."""

@@ -1,0 +1,327 @@
+"""Hourly cells and model features, computed the same way for training and forecasting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date
+
+import holidays
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from prefect import task
+from prefect.cache_policies import NONE
+
+from parkcast import schema
+
+__all__ = [
+    "FEATURE_SCHEMA_VERSION",
+    "CATEGORICAL_FEATURES",
+    "NUMERIC_FEATURES",
+    "Context",
+    "load_cells",
+    "load_context",
+    "build_features",
+    "METADATA_FEATURES",
+    "mask_metadata",
+    "RECENT_WINDOW_DAYS",
+    "with_history",
+    "assign_training_as_of",
+    "BASE_LEVEL",
+]
+
+# Bump when the meaning or list of features changes: models trained on another
+# version cannot be scored against this one.
+FEATURE_SCHEMA_VERSION = 1
+
+CATEGORICAL_FEATURES = ["ride_code", "park_code", "hour", "day_of_week", "month", "ticket_season"]
+NUMERIC_FEATURES = [
+    "hour_of_day",
+    "day_of_year_sin",
+    "day_of_year_cos",
+    "years_since_2015",
+    "is_public_holiday",
+    "has_metadata",
+    "park_open_hour",
+    "park_close_hour",
+    "park_open_hours",
+    "hours_after_open",
+    "extra_magic_morning",
+    "extra_magic_evening",
+    "school_in_session",
+    "holiday_metric",
+    "recent_level",
+    "has_recent_level",
+    "recent_hour_level",
+    "has_recent_hour_level",
+    "last_year_level",
+    "has_last_year_level",
+    "profile_level",
+    "has_profile_level",
+    "horizon_days",
+    "base_level",
+]
+# The numeric feature the model's output is added to (see models/mlp.py).
+BASE_LEVEL = "base_level"
+
+# The recent level of a ride is its mean daily wait over this many calendar
+# days up to and including the as-of day of the forecast.
+RECENT_WINDOW_DAYS = 28
+# Last year's level of a ride around the same day: 364 days back keeps the
+# weekday, averaged over a window of this many days centred there.
+SEASONAL_WINDOW_DAYS = 15
+SEASONAL_LAG_DAYS = 364
+
+# Features read from the park-day metadata row; future days often have none.
+METADATA_FEATURES = [
+    "park_open_hour",
+    "park_close_hour",
+    "park_open_hours",
+    "hours_after_open",
+    "extra_magic_morning",
+    "extra_magic_evening",
+    "school_in_session",
+    "holiday_metric",
+]
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything besides the cell keys that features are computed from."""
+
+    rides: pd.DataFrame  # one row per ride: code, park_code, ...
+    park_days: pd.DataFrame  # one row per park day, raw metadata strings, indexed by date
+    # Recent level per (ride_code, day), from the observed history; see with_history.
+    recent_levels: pd.Series | None = None
+    # Recent level per (ride_code, hour, day) at that hour of the day.
+    recent_hour_levels: pd.Series | None = None
+    # Level per (ride_code, day) over a window centred on the day, for last year's season.
+    seasonal_levels: pd.Series | None = None
+    # Mean wait per ride x weekday x hour of all days up to `day` (the seasonal-naive value).
+    profile_levels: pd.DataFrame | None = None
+
+
+def _rolling_by(series: pd.Series, group: list[str], window: int, center: bool = False) -> pd.Series:
+    """Rolling mean over calendar days of a (group..., park_day) series, per group."""
+    parts = []
+    for key, part in series.groupby(level=group):
+        part = part.droplevel(group)
+        full = part.reindex(pd.date_range(part.index.min(), part.index.max(), freq="D"))
+        rolled = full.rolling(window, min_periods=3, center=center).mean().dropna()
+        key = key if isinstance(key, tuple) else (key,)
+        index = pd.MultiIndex.from_tuples([(*key, day) for day in rolled.index], names=[*group, "day"])
+        parts.append(pd.Series(rolled.to_numpy(), index=index))
+    return pd.concat(parts) if parts else pd.Series(dtype=float)
+
+
+def with_history(context: Context, cells: pd.DataFrame) -> Context:
+    """Return `context` with the history features computed from observed `cells`.
+
+    Each value is indexed by the last day it uses, and lookups only use days
+    up to the forecast's as-of day, so no forecast sees later observations.
+    """
+    daily = cells.groupby(["ride_code", "park_day"])["wait"].mean()
+    hourly = cells.set_index(["ride_code", "hour", "park_day"])["wait"]
+    return replace(
+        context,
+        recent_levels=_rolling_by(daily, ["ride_code"], RECENT_WINDOW_DAYS),
+        recent_hour_levels=_rolling_by(hourly, ["ride_code", "hour"], RECENT_WINDOW_DAYS),
+        seasonal_levels=_rolling_by(daily, ["ride_code"], SEASONAL_WINDOW_DAYS, center=True),
+        profile_levels=_expanding_profile(cells),
+    )
+
+
+def _expanding_profile(cells: pd.DataFrame) -> pd.DataFrame:
+    """Mean wait per ride x weekday x hour over all days up to each observed day."""
+    frame = cells[["ride_code", "park_day", "hour", "wait"]].assign(
+        weekday=pd.to_datetime(cells["park_day"]).dt.dayofweek, hour=cells["hour"].astype(int)
+    )
+    frame = frame.sort_values("park_day")
+    grouped = frame.groupby(["ride_code", "weekday", "hour"])["wait"]
+    frame["profile_level"] = grouped.cumsum() / (grouped.cumcount() + 1)
+    return frame[["ride_code", "weekday", "hour", "park_day", "profile_level"]].rename(columns={"park_day": "day"})
+
+
+def assign_training_as_of(cells: pd.DataFrame, max_horizon: int, seed: int) -> pd.DataFrame:
+    """Give each training cell an as-of day 1 to `max_horizon` days before it, at random.
+
+    The model then learns how the recent level carries over each horizon.
+    """
+    horizon = np.random.default_rng(seed).integers(1, max_horizon + 1, size=len(cells))
+    return cells.assign(as_of=pd.to_datetime(cells["park_day"]) - pd.to_timedelta(horizon, unit="D"))
+
+
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
+def load_cells(engine: sa.Engine, start: date | None = None, end: date | None = None) -> pd.DataFrame:
+    """Return the mean posted wait per (ride, park day, hour) between `start` and `end`.
+
+    Closed rides and rows without a posted wait are left out.
+    """
+    obs, rides = schema.observations, schema.rides
+    query = (
+        sa.select(
+            rides.c.code.label("ride_code"),
+            obs.c.park_day,
+            obs.c.local_hour.label("hour"),
+            sa.func.avg(obs.c.posted_wait).label("wait"),
+            sa.func.count().label("observations"),
+        )
+        .join(rides, rides.c.id == obs.c.ride_id)
+        .where(obs.c.posted_wait.is_not(None), obs.c.is_closed.is_(False))
+        .group_by(rides.c.code, obs.c.park_day, obs.c.local_hour)
+    )
+    if start is not None:
+        query = query.where(obs.c.park_day >= start)
+    if end is not None:
+        query = query.where(obs.c.park_day <= end)
+    with engine.connect() as connection:
+        cells = pd.read_sql(query, connection)
+    cells["park_day"] = pd.to_datetime(cells["park_day"])
+    cells["wait"] = cells["wait"].astype(float)
+    return cells.sort_values(["park_day", "ride_code", "hour"], ignore_index=True)
+
+
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
+def load_context(engine: sa.Engine) -> Context:
+    """Read rides and park-day metadata from the database."""
+    with engine.connect() as connection:
+        rides = pd.read_sql(sa.select(schema.rides), connection)
+        days = connection.execute(sa.select(schema.park_days.c.park_day, schema.park_days.c.attributes)).all()
+    park_days = pd.DataFrame([row.attributes for row in days], index=pd.to_datetime([row.park_day for row in days]))
+    return Context(rides=rides, park_days=park_days)
+
+
+def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame.columns:
+        return pd.Series(np.nan, index=frame.index)
+    return pd.to_numeric(frame[column].astype(str).str.rstrip("%"), errors="coerce")
+
+
+def _clock_hours(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame.columns:
+        return pd.Series(np.nan, index=frame.index)
+    parts = frame[column].astype(str).str.extract(r"^(\d{1,2}):(\d{2})$").astype(float)
+    return parts[0] + parts[1] / 60.0
+
+
+def _park_day_features(context: Context, keys: pd.DataFrame) -> pd.DataFrame:
+    """Look up each key's park-day metadata for the ride's own park."""
+    meta = context.park_days.reindex(keys["park_day"].to_numpy())
+    meta.index = keys.index
+    park = keys["park_code"]
+    out = pd.DataFrame(index=keys.index)
+    out["has_metadata"] = meta.notna().any(axis=1).astype(float)
+    for name, suffix in [("park_open_hour", "OPEN"), ("park_close_hour", "CLOSE")]:
+        values = pd.Series(np.nan, index=keys.index)
+        for code in park.unique():
+            rows = park == code
+            values[rows] = _clock_hours(meta.loc[rows], f"{code}{suffix}")
+        out[name] = values
+    out["park_open_hours"] = out["park_close_hour"] - out["park_open_hour"]
+    for name, suffix in [("extra_magic_morning", "EMHMORN"), ("extra_magic_evening", "EMHEVE")]:
+        values = pd.Series(np.nan, index=keys.index)
+        for code in park.unique():
+            rows = park == code
+            values[rows] = _numeric(meta.loc[rows], f"{code}{suffix}")
+        out[name] = values
+    out["school_in_session"] = _numeric(meta, "inSession")
+    out["holiday_metric"] = _numeric(meta, "HOLIDAYM")
+    season = meta["WDW_TICKET_SEASON"] if "WDW_TICKET_SEASON" in meta else pd.Series(index=keys.index)
+    out["ticket_season"] = season.fillna("unknown").astype(str)
+    return out
+
+
+def _lookup(levels: pd.Series | None, *keys: pd.Series) -> np.ndarray:
+    if levels is None or levels.empty:
+        return np.full(len(keys[0]), np.nan)
+    return levels.reindex(pd.MultiIndex.from_arrays(list(keys))).to_numpy()
+
+
+def _profile_as_of(keys: pd.DataFrame, day: pd.Series, as_of: pd.Series, profile: pd.DataFrame | None) -> np.ndarray:
+    if profile is None or profile.empty:
+        return np.full(len(keys), np.nan)
+    probe = pd.DataFrame({
+        "ride_code": keys["ride_code"].to_numpy(), "weekday": day.dt.dayofweek.to_numpy(),
+        "hour": keys["hour"].astype(int).to_numpy(), "day": as_of.to_numpy().astype("datetime64[ns]"),
+        "row": np.arange(len(keys)),
+    }).sort_values("day")
+    profile = profile.assign(day=profile["day"].to_numpy().astype("datetime64[ns]")).sort_values("day")
+    matched = pd.merge_asof(probe, profile, on="day", by=["ride_code", "weekday", "hour"])
+    return matched.sort_values("row")["profile_level"].to_numpy()
+
+
+def _history_features(keys: pd.DataFrame, day: pd.Series, as_of: pd.Series, context: Context) -> pd.DataFrame:
+    """Levels of each ride from observations up to the as-of day only."""
+    out = pd.DataFrame(index=keys.index)
+    out["recent_level"] = _lookup(context.recent_levels, keys["ride_code"], as_of)
+    out["recent_hour_level"] = _lookup(context.recent_hour_levels, keys["ride_code"], keys["hour"].astype(int), as_of)
+    last_year = day - pd.Timedelta(days=SEASONAL_LAG_DAYS)
+    seasonal = _lookup(context.seasonal_levels, keys["ride_code"], last_year)
+    # The centred window ends half a window after last year's day: drop it if that is after as-of.
+    window_end = last_year + pd.Timedelta(days=SEASONAL_WINDOW_DAYS // 2)
+    out["last_year_level"] = np.where(window_end <= as_of, seasonal, np.nan)
+    out["profile_level"] = _profile_as_of(keys, day, as_of, context.profile_levels)
+    for name in ["recent_level", "recent_hour_level", "last_year_level", "profile_level"]:
+        out[f"has_{name}"] = out[name].notna().astype(float)
+    # The model predicts a correction to this level, the best single history value present.
+    out[BASE_LEVEL] = out["recent_hour_level"].fillna(out["profile_level"]).fillna(out["recent_level"]).fillna(0.0)
+    return out
+
+
+def build_features(keys: pd.DataFrame, context: Context) -> pd.DataFrame:
+    """Compute every model feature for cells given as ride_code, park_day, hour and as_of.
+
+    Metadata fields of days without a metadata row are NaN and has_metadata is
+    0; the model's preprocessing fills them, so the same code serves history
+    and future days.
+    """
+    if "as_of" not in keys.columns:
+        raise ValueError("keys need an as_of column: the day the forecast is made")
+    keys = keys[["ride_code", "park_day", "hour", "as_of"]].reset_index(drop=True)
+    unknown = sorted(set(keys["ride_code"]) - set(context.rides["code"]))
+    if unknown:
+        raise ValueError(f"unknown rides {unknown}; known rides are {sorted(context.rides['code'])}. Run `parkcast run` to ingest attractions.csv")
+    park_of = dict(zip(context.rides["code"], context.rides["park_code"]))
+    day = pd.to_datetime(keys["park_day"])
+    frame = keys.assign(park_day=day, park_code=keys["ride_code"].map(park_of))
+
+    years = range(int(day.dt.year.min()) - 1, int(day.dt.year.max()) + 2) if len(day) else []
+    us_holidays = holidays.country_holidays("US", subdiv="FL", years=years)
+    day_of_year = day.dt.dayofyear.to_numpy()
+    features = pd.DataFrame(
+        {
+            "ride_code": frame["ride_code"].astype(str),
+            "park_code": frame["park_code"].astype(str),
+            "hour": frame["hour"].astype(int).astype(str),
+            "day_of_week": day.dt.dayofweek.astype(str),
+            "month": day.dt.month.astype(str),
+            "hour_of_day": frame["hour"].astype(float),
+            "day_of_year_sin": np.sin(2 * np.pi * day_of_year / 365.25),
+            "day_of_year_cos": np.cos(2 * np.pi * day_of_year / 365.25),
+            "years_since_2015": (day - pd.Timestamp("2015-01-01")).dt.days / 365.25,
+            "is_public_holiday": day.dt.date.map(lambda d: float(d in us_holidays)),
+        }
+    )
+    features = features.join(_park_day_features(context, frame))
+    as_of = pd.to_datetime(keys["as_of"])
+    features["horizon_days"] = (day - as_of).dt.days.astype(float)
+    features = features.join(_history_features(keys, day, as_of, context))
+    # Hours after midnight count from the park day's midnight: 1am is hour 25.
+    clock = features["hour_of_day"].where(features["hour_of_day"] >= 5, features["hour_of_day"] + 24)
+    features["hours_after_open"] = clock - features["park_open_hour"]
+    return features[CATEGORICAL_FEATURES + NUMERIC_FEATURES]
+
+
+def mask_metadata(features: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """Return a copy with the metadata of a random `share` of rows blanked out.
+
+    Training on such rows teaches the model to forecast days beyond the
+    metadata from calendar fields alone. Without them, has_metadata=0 would
+    only mark the last months of history and absorb their level.
+    """
+    masked = features.copy()
+    rows = np.random.default_rng(seed).random(len(masked)) < share
+    masked.loc[rows, METADATA_FEATURES] = np.nan
+    masked.loc[rows, "has_metadata"] = 0.0
+    masked.loc[rows, "ticket_season"] = "unknown"
+    return masked

@@ -1,0 +1,165 @@
+"""Load the champion safely and write the next park days' forecasts as one set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from prefect import task
+from prefect.cache_policies import NONE
+
+from parkcast import schema
+from parkcast.logs import get_logger
+from parkcast.models.mlp import predict_minutes, to_model_inputs
+from parkcast.tasks.features import CATEGORICAL_FEATURES, FEATURE_SCHEMA_VERSION, NUMERIC_FEATURES, Context, build_features
+from parkcast.tasks.promote import file_sha256
+
+__all__ = ["NoUsableModelError", "LoadedModel", "load_model_file", "load_champion", "forecast_keys", "ForecastResult", "write_forecasts"]
+
+# A ride's typical hours are those it was observed open on at least this share
+# of its recent park days.
+TYPICAL_HOUR_SHARE = 0.5
+TYPICAL_HOURS_LOOKBACK_DAYS = 60
+
+
+class NoUsableModelError(RuntimeError):
+    """No champion or earlier champion has an intact .h5 file."""
+
+
+@dataclass
+class LoadedModel:
+    """A model loaded from a verified file, and the problems met on the way."""
+
+    model: keras.Model
+    version_id: str
+    problems: list[str] = field(default_factory=list)
+
+
+def load_model_file(path: Path, expected_sha256: str) -> keras.Model:
+    """Load an .h5 model after checking it exists and matches its recorded SHA-256."""
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} is missing")
+    actual = file_sha256(path)
+    if actual != expected_sha256:
+        raise ValueError(f"model file {path} fails its checksum (SHA-256 {actual[:12]}..., recorded {expected_sha256[:12]}...)")
+    # safe_mode rejects Python lambdas; compile=False skips the training-only loss.
+    return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
+def load_champion(engine: sa.Engine) -> LoadedModel:
+    """Load the champion, falling back to earlier champions when its file is broken."""
+    table = schema.model_versions
+    query = (
+        sa.select(table)
+        .where(table.c.status.in_(["champion", "retired"]), table.c.feature_schema_version == FEATURE_SCHEMA_VERSION)
+        .order_by((table.c.status == "champion").desc(), table.c.promoted_at.desc())
+    )
+    with engine.connect() as connection:
+        versions = connection.execute(query).all()
+    problems: list[str] = []
+    logger = get_logger()
+    for version in versions:
+        try:
+            model = load_model_file(Path(version.file_path), version.sha256)
+        except (OSError, ValueError, TypeError) as error:
+            problems.append(f"{version.id}: {error}")
+            logger.error("Cannot use model %s (%s): %s", version.id, version.status, error)
+            continue
+        return LoadedModel(model=model, version_id=version.id, problems=problems)
+    raise NoUsableModelError(
+        "no usable champion model: " + ("; ".join(problems) or "none was ever promoted")
+        + ". Run `parkcast run` (or `parkcast retrain`) to train one."
+    )
+
+
+def _typical_hours(cells: pd.DataFrame) -> dict[str, list[int]]:
+    """Return each ride's usual operating hours from its latest park days of data."""
+    typical = {}
+    for ride, ride_cells in cells.groupby("ride_code"):
+        recent_days = np.sort(ride_cells["park_day"].unique())[-TYPICAL_HOURS_LOOKBACK_DAYS:]
+        recent = ride_cells[ride_cells["park_day"].isin(recent_days)]
+        share = recent.groupby("hour")["park_day"].nunique() / len(recent_days)
+        typical[ride] = sorted(int(h) for h in share[share >= TYPICAL_HOUR_SHARE].index)
+    return typical
+
+
+def _hours_from_metadata(opens_minute: int, closes_minute: int) -> list[int]:
+    """Local clock hours (0-23) overlapping the opening interval; 25:00 close gives hour 0."""
+    first, last = opens_minute // 60, (closes_minute - 1) // 60
+    return [hour % 24 for hour in range(first, last + 1)]
+
+
+def forecast_keys(engine: sa.Engine, context: Context, cells: pd.DataFrame, as_of: date, horizon_days: int) -> pd.DataFrame:
+    """List (ride, park day, hour) keys of every operating hour after `as_of`."""
+    days = [as_of + timedelta(days=offset) for offset in range(1, horizon_days + 1)]
+    with engine.connect() as connection:
+        hours = pd.read_sql(sa.select(schema.park_hours).where(schema.park_hours.c.park_day.in_(days)), connection)
+    opening = {(pd.Timestamp(r.park_day).date(), r.park_code): (r.opens_minute, r.closes_minute) for r in hours.itertuples()}
+    typical = _typical_hours(cells)
+    rows = []
+    for ride in context.rides.itertuples():
+        for day in days:
+            if (day, ride.park_code) in opening:
+                ride_hours, from_metadata = _hours_from_metadata(*opening[(day, ride.park_code)]), True
+            else:
+                ride_hours, from_metadata = typical.get(ride.code, []), False
+            rows += [{"ride_code": ride.code, "ride_id": ride.id, "park_day": day, "hour": h, "from_metadata": from_metadata} for h in ride_hours]
+    keys = pd.DataFrame(rows, columns=["ride_code", "ride_id", "park_day", "hour", "from_metadata"])
+    return keys.assign(as_of=pd.Timestamp(as_of))
+
+
+@dataclass(frozen=True)
+class ForecastResult:
+    """What one forecast write did."""
+
+    as_of: date
+    rows: int
+    fallback_days: int
+    unchanged: bool
+
+
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
+def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, cells: pd.DataFrame,
+                    horizon_days: int, flow_run_id: str | None) -> ForecastResult:
+    """Predict every operating hour of the next park days and store them as one set.
+
+    A set already written for the same as-of day by the same model is left as
+    it is. Otherwise the old set for that day is replaced in one transaction,
+    so readers see either the old set or the new one, never a mix.
+    """
+    as_of = pd.Timestamp(cells["park_day"].max()).date()
+    keys = forecast_keys(engine, context, cells, as_of, horizon_days)
+    fallback_days = int(keys.loc[~keys["from_metadata"], "park_day"].nunique())
+    sets = schema.forecast_sets
+    with engine.connect() as connection:
+        existing = connection.execute(sa.select(sets).where(sets.c.as_of == as_of)).first()
+    if existing is not None and existing.model_version_id == loaded.version_id and existing.row_count == len(keys):
+        get_logger().info("Forecasts for as-of %s by model %s already stored; nothing to write", as_of, loaded.version_id)
+        return ForecastResult(as_of, len(keys), fallback_days, unchanged=True)
+
+    features = build_features(keys, context)
+    predicted = predict_minutes(loaded.model, to_model_inputs(features, CATEGORICAL_FEATURES, NUMERIC_FEATURES))
+    with engine.begin() as connection:
+        connection.execute(sa.delete(schema.forecasts).where(
+            schema.forecasts.c.forecast_set_id.in_(sa.select(sets.c.id).where(sets.c.as_of == as_of))))
+        connection.execute(sa.delete(sets).where(sets.c.as_of == as_of))
+        set_id = connection.execute(sa.insert(sets).values(
+            as_of=as_of, model_version_id=loaded.version_id, flow_run_id=flow_run_id,
+            created_at=datetime.now(timezone.utc), horizon_days=horizon_days, row_count=len(keys),
+            fallback_days=fallback_days).returning(sets.c.id)).scalar_one()
+        rows = [
+            {"forecast_set_id": set_id, "ride_id": int(r.ride_id), "park_day": r.park_day, "hour": int(r.hour),
+             "predicted_wait": round(float(p), 2), "from_metadata": bool(r.from_metadata)}
+            for r, p in zip(keys.itertuples(), predicted)
+        ]
+        if rows:
+            connection.execute(sa.insert(schema.forecasts), rows)
+    get_logger().info("Wrote %d forecasts for %d park days after %s (%d days without metadata)",
+                      len(rows), horizon_days, as_of, fallback_days)
+    return ForecastResult(as_of, len(rows), fallback_days, unchanged=False)
