@@ -104,7 +104,7 @@ class Context:
 def _rolling_by(series: pd.Series, group: list[str], window: int, center: bool = False) -> pd.Series:
     """Rolling mean over calendar days of a (group..., park_day) series, per group."""
     parts = []
-    for key, part in series.groupby(level=group):
+    for key, part in series.groupby(level=group[0] if len(group) == 1 else group):
         part = part.droplevel(group)
         full = part.reindex(pd.date_range(part.index.min(), part.index.max(), freq="D"))
         rolled = full.rolling(window, min_periods=3, center=center).mean().dropna()

@@ -75,8 +75,10 @@ def insert_ignoring_duplicates(connection: sa.Connection, table: sa.Table, rows:
         from sqlalchemy.dialects.sqlite import insert
     else:
         raise IngestError(f"unsupported database dialect {dialect!r}: use SQLite or PostgreSQL")
-    result = connection.execute(insert(table).on_conflict_do_nothing(), rows)
-    return max(result.rowcount, 0)
+    # RETURNING counts the inserted rows on both dialects; rowcount is -1 for
+    # a PostgreSQL executemany.
+    statement = insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+    return len(connection.execute(statement, rows).all())
 
 
 def _upsert(connection: sa.Connection, table: sa.Table, rows: list[dict], keys: list[str]) -> None:
@@ -103,7 +105,6 @@ def parse_clock_minutes(value: object) -> int | None:
     return total if 0 <= total <= 30 * 60 else None
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
 def load_attractions(engine: sa.Engine, path: Path) -> dict[str, int]:
     """Upsert the rides of an attractions.csv file; return ride code to ride id."""
     frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
@@ -135,7 +136,6 @@ def load_attractions(engine: sa.Engine, path: Path) -> dict[str, int]:
     return dict(ids)
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
 def load_park_days(engine: sa.Engine, path: Path) -> int:
     """Upsert park-day metadata rows and each park's opening hours; return days loaded."""
     frame = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
@@ -203,8 +203,8 @@ def validate_wait_rows(chunk: pd.DataFrame, max_posted_wait: int) -> tuple[pd.Da
 
     park_day = pd.to_datetime(chunk["date"], format="%m/%d/%Y", errors="coerce")
     local = pd.to_datetime(chunk["datetime"], format="%Y-%m-%d %H:%M:%S", errors="coerce")
-    posted = pd.to_numeric(chunk["SPOSTMIN"].replace("", np.nan), errors="coerce")
-    actual = pd.to_numeric(chunk["SACTMIN"].replace("", np.nan), errors="coerce")
+    posted = pd.to_numeric(chunk["SPOSTMIN"].where(chunk["SPOSTMIN"] != ""), errors="coerce")
+    actual = pd.to_numeric(chunk["SACTMIN"].where(chunk["SACTMIN"] != ""), errors="coerce")
 
     reject(park_day.isna(), "unparseable date")
     reject(local.isna(), "unparseable datetime")
@@ -269,7 +269,6 @@ def _register_source_file(connection: sa.Connection, path: Path, size: int, sha2
     return new_id, False
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
 def ingest_wait_file(engine: sa.Engine, path: Path, ride_id: int, max_posted_wait: int) -> IngestSummary:
     """Ingest one ride's wait-time file in a single transaction.
 
@@ -334,7 +333,7 @@ def ride_code_of(path: Path) -> str:
     return path.name.removesuffix(".gz").removesuffix(".csv")
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
 def ingest_folder(engine: sa.Engine, data_dir: Path, max_posted_wait: int) -> IngestSummary:
     """Ingest attractions, park-day metadata and every ride file of `data_dir`.
 
