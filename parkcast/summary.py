@@ -24,9 +24,9 @@ def format_daily_summary(summary) -> str:
     else:
         champion = f"{result.champion.mae:.2f}" if result.champion else "none"
         lines.append(
-            f"Model: challenger {result.challenger_id} validation MAE {result.challenger.mae:.2f} min "
-            f"(champion {champion}, seasonal-naive baseline {result.baseline.mae:.2f}) on "
-            f"{result.challenger.cells} cells; {'promoted' if result.promoted else 'rejected'}: {result.reason}"
+            f"Model: challenger {result.challenger_id} MAE {result.challenger.mae:.2f} min on the freshest "
+            f"{result.challenger.cells} cells (champion {champion}, seasonal-naive baseline "
+            f"{result.baseline.mae:.2f}); {'promoted' if result.promoted else 'rejected'}: {result.reason}"
         )
     lines.append(f"Champion in use: {summary.champion_id}")
     lines += [f"  WARNING fell back past a broken model: {problem}" for problem in summary.champion_problems]
