@@ -7,18 +7,21 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from parkcast import schema
 from parkcast.db import make_engine, migrate
+from parkcast.flows.limits import exclusive_run
 from parkcast.flows.retrain import RetrainResult, retrain
 from parkcast.logs import get_logger, install_password_masking
 from parkcast.settings import Settings, get_settings, mask_url
+from parkcast.summary import format_daily_summary
 from parkcast.tasks.features import load_cells, load_context, with_history
 from parkcast.tasks.ingest import IngestSummary, ingest_folder
 from parkcast.tasks.predict import ForecastResult, load_champion, write_forecasts
 
-__all__ = ["DailySummary", "daily_forecast"]
+__all__ = ["DailySummary", "daily_forecast", "retrain_on_stored_data"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,11 @@ def daily_forecast(settings: Settings | None = None) -> DailySummary:
     """Ingest the data folder, retrain if needed, and write the next park days' forecasts."""
     install_password_masking()
     settings = settings or get_settings()
+    with exclusive_run("daily_forecast", settings.run_wait_seconds):
+        return _daily_forecast(settings)
+
+
+def _daily_forecast(settings: Settings) -> DailySummary:
     logger = get_logger()
     engine = make_engine(settings.database_url)
     try:
@@ -68,4 +76,36 @@ def daily_forecast(settings: Settings | None = None) -> DailySummary:
                                    str(flow_run.id) if flow_run.id else None)
     finally:
         engine.dispose()
-    return DailySummary(mask_url(settings.database_url), ingest, result, loaded.version_id, loaded.problems, forecast)
+    summary = DailySummary(mask_url(settings.database_url), ingest, result, loaded.version_id, loaded.problems, forecast)
+    create_markdown_artifact(
+        key="daily-forecast-summary",
+        markdown="```\n" + format_daily_summary(summary) + "\n```",
+        description="Rows ingested and rejected, the model decision and forecasts written.",
+    )
+    return summary
+
+
+@flow(name="retrain_on_stored_data")
+def retrain_on_stored_data(trials: int | None = None, force: bool = False) -> RetrainResult | None:
+    """Retrain on the records already in the database, as scheduled or by hand.
+
+    Without `force`, nothing is trained unless records newer than the
+    champion's evaluation window arrived. `trials` overrides PARKCAST_TRIALS.
+    """
+    install_password_masking()
+    settings = get_settings()
+    if trials is not None:
+        settings = settings.model_copy(update={"trials": trials})
+    with exclusive_run("retrain", settings.run_wait_seconds):
+        engine = make_engine(settings.database_url)
+        try:
+            migrate(engine)
+            cells = load_cells(engine)
+            if cells.empty:
+                raise RuntimeError("no wait-time observations stored yet; run `parkcast run` first to ingest them")
+            if not force and not _needs_retrain(engine, cells["park_day"].max()):
+                get_logger().info("No records newer than the champion's evaluation window; retrain skipped")
+                return None
+            return retrain(engine, cells, with_history(load_context(engine), cells), settings)
+        finally:
+            engine.dispose()

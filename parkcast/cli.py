@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -22,13 +24,29 @@ def _prepare() -> None:
         Path(prefect_home).expanduser().mkdir(parents=True, exist_ok=True)
 
 
+@contextmanager
+def _readable_errors() -> Iterator[None]:
+    """Turn the errors parkcast expects into one line on stderr and exit status 1."""
+    from parkcast.db import DatabaseUnavailableError
+    from parkcast.flows.limits import RunInProgressError
+    from parkcast.tasks.ingest import IngestError
+    from parkcast.tasks.predict import NoUsableModelError
+
+    try:
+        yield
+    except (DatabaseUnavailableError, IngestError, NoUsableModelError, RunInProgressError, ValueError, RuntimeError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from None
+
+
 @app.command()
 def run() -> None:
     """Run the daily_forecast flow once: ingest, retrain if needed, write forecasts."""
     from parkcast.flows.daily_forecast import daily_forecast
     from parkcast.summary import format_daily_summary
 
-    summary = daily_forecast()
+    with _readable_errors():
+        summary = daily_forecast()
     typer.echo(format_daily_summary(summary))
 
 
@@ -41,6 +59,16 @@ def show_settings() -> None:
         if name == "database_url":
             value = mask_url(value)
         typer.echo(f"PARKCAST_{name.upper():<28} {value}")
+
+
+@app.command()
+def serve() -> None:
+    """Serve the daily and weekly retrain deployments on their schedules until stopped."""
+    from prefect import serve as prefect_serve
+
+    from parkcast.flows.deployments import build_deployments
+
+    prefect_serve(*build_deployments(get_settings()))
 
 
 if __name__ == "__main__":

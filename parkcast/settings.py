@@ -5,7 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -63,6 +65,33 @@ class Settings(BaseSettings):
         ge=1,
         description="Posted waits above this many minutes are rejected as impossible.",
     )
+
+    daily_cron: str = Field(
+        default="0 4 * * *",
+        description="Cron schedule of the daily_forecast deployment, in schedule_timezone.",
+    )
+    retrain_cron: str = Field(
+        default="0 3 * * 0",
+        description="Cron schedule of the weekly retrain deployment, in schedule_timezone.",
+    )
+    schedule_timezone: str = Field(
+        default="America/New_York",
+        description="IANA time zone in which both cron schedules are read.",
+    )
+    run_wait_seconds: float = Field(
+        default=600.0,
+        ge=0.0,
+        description="Seconds a run waits for a still-running run of the same flow before it is skipped.",
+    )
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as America/New_York") from None
+        return value
 
 
 @lru_cache(maxsize=1)
