@@ -517,14 +517,14 @@ def ride_code_of(path: Path) -> str:
     return path.name.split(".", 1)[0]
 
 
-def add_unlisted_ride(engine: sa.Engine, code: str, park_code: str) -> int:
-    """Insert a ride that no attractions file lists, named after its code; return its id."""
+def add_unlisted_ride(engine: sa.Engine, code: str, park_code: str, name: str | None = None) -> int:
+    """Insert a ride that no attractions file lists, named `name` or else its code; return its id."""
     if park_code not in PARK_CODES.values():
         raise IngestError(
             f"park code {park_code!r} is not one of {sorted(PARK_CODES.values())}; fix PARKCAST_DEFAULT_PARK"
         )
     park_name = {v: k for k, v in PARK_CODES.items()}[park_code]
-    row = {"code": code, "name": code, "short_name": None, "park_code": park_code, "park_name": park_name,
+    row = {"code": code, "name": name or code, "short_name": None, "park_code": park_code, "park_name": park_name,
            "land": None, "opened_on": None, "duration_minutes": None, "average_wait_per_hundred": None}
     with engine.begin() as connection:
         _upsert(connection, schema.rides, [row], ["code"])
