@@ -57,6 +57,12 @@ def fetch_snapshot(source: str) -> bytes:
             with urllib.request.urlopen(source, timeout=FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310
                 return response.read()
         return Path(source).read_bytes()
+    except urllib.error.HTTPError as error:
+        error.close()  # the error holds the open response
+        raise IngestError(
+            f"live source {source}: cannot be read (HTTP {error.code} {error.reason}); "
+            "check the URL in PARKCAST_LIVE_URL"
+        ) from None
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise IngestError(
             f"live source {source}: cannot be read ({error}); check the URL or path in PARKCAST_LIVE_URL"
