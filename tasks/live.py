@@ -58,7 +58,7 @@ def fetch_snapshot(source: str) -> bytes:
                 return response.read()
         return Path(source).read_bytes()
     except urllib.error.HTTPError as error:
-        error.close()  # the error holds the open response
+        error.close()  # the error contains the open response, which would leak a socket
         raise IngestError(
             f"live source {source}: cannot be read (HTTP {error.code} {error.reason}); "
             "check the URL in PARKCAST_LIVE_URL"
