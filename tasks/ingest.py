@@ -380,23 +380,24 @@ class _ReadPosition:
     resumed: bool = False
 
 
-def _start_position(connection: sa.Connection, path: Path, handle: BinaryIO, hasher) -> _ReadPosition:
+def _start_position(connection: sa.Connection, path: Path, handle: BinaryIO) -> tuple[_ReadPosition, object]:
     """Register `path` and find where to resume: after the bytes read last time, if they are unchanged.
 
-    Leaves `handle` and `hasher` positioned at the returned offset.
+    Returns the position and a SHA-256 object fed with the bytes before it;
+    `handle` is left at that position.
     """
     row = _source_file_row(connection, path)
     if row is None:
-        return _ReadPosition(_new_source_file(connection, path))
+        return _ReadPosition(_new_source_file(connection, path)), hashlib.sha256()
+    hasher = hashlib.sha256()
     if row.bytes_consumed and _prefix_matches(handle, row.bytes_consumed, row.prefix_sha256, hasher):
-        return _ReadPosition(row.id, row.bytes_consumed, row.lines_consumed, resumed=True)
+        return _ReadPosition(row.id, row.bytes_consumed, row.lines_consumed, resumed=True), hasher
     # A different export replaced the file: read it whole. Rows already
     # stored stay, and the unique key drops the ones this export repeats.
     get_logger().warning("%s changed since it was last ingested; reading it again from the start", path.name)
     handle.seek(0)
-    hasher.__init__()  # noqa: PLC2801 - reset the running prefix hash
     _retire_source_file(connection, row)
-    return _ReadPosition(_new_source_file(connection, path))
+    return _ReadPosition(_new_source_file(connection, path)), hashlib.sha256()
 
 
 def _ingest_lines(connection, path, fields, first_line, ride_id, file_id, max_posted_wait, summary) -> None:
@@ -440,10 +441,9 @@ def ingest_wait_file(engine: sa.Engine, path: Path, ride_id: int, max_posted_wai
         if row is not None and row.sha256 == sha256:
             summary.files_skipped = 1
             return summary
-        hasher = hashlib.sha256()
         try:
             with _open_decompressed(path) as handle:
-                position = _start_position(connection, path, handle, hasher)
+                position, hasher = _start_position(connection, path, handle)
                 consumed, line_number = position.byte_offset, position.line_number
                 pending = b""
                 if position.byte_offset == 0:

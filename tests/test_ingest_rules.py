@@ -91,6 +91,14 @@ def test_replaced_export_read_whole_keeps_rows(sqlite_engine, tmp_path):
     assert paths[0].startswith(f"{path} (replaced ")
     assert paths[1] == str(path)
 
+    # The replacement is now the base for incremental reads.
+    with path.open("a") as handle:
+        handle.write("03/01/2019,2019-03-01 09:20:00,,60\n")
+    grown = ingest_wait_file(sqlite_engine, path, ride_id, 500)
+    assert grown.files_resumed == 1
+    assert grown.rows_read == 1
+    assert [row[3] for row in _observations(sqlite_engine)] == [40, 45, 60]
+
 
 def test_overlapping_export_adds_only_new(sqlite_engine, real_slice, tmp_path):
     folder = tmp_path / "data"
