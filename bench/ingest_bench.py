@@ -114,12 +114,14 @@ def speed(postgres: str | None) -> None:
               f"({raw_rows} rows read); ratio {ingest / raw:.2f}")
 
 
-def _synthesise(target: Path, scale: int) -> None:
-    """Write every bundled ride file with `scale` copies of its history, 28 years apart."""
+def _synthesise(target: Path, scale: int, rides: list[str] | None) -> None:
+    """Write the bundled ride files (or only `rides`) with `scale` copies of their history, 28 years apart."""
     for path in DATA_DIR.iterdir():
         if path.name.endswith(".csv") or "metadata" in path.name:
             shutil.copy(path, target / path.name)
     for path in _wait_files(DATA_DIR):
+        if rides and ride_code_of(path) not in rides:
+            continue
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         with gzip.open(target / path.name, "wt", compresslevel=1) as handle:
             handle.write("date,datetime,SACTMIN,SPOSTMIN\n")
@@ -140,13 +142,15 @@ def _child(data_dir: str) -> None:
     print(f"{stored} {seconds:.1f} {peak_mib:.0f}")
 
 
-def memory(scale: int) -> None:
+def memory(scale: int, rides: list[str] | None) -> None:
     results = {}
     with tempfile.TemporaryDirectory() as folder:
-        scaled = Path(folder) / "scaled"
+        scaled, bundled = Path(folder) / "scaled", Path(folder) / "bundled"
         scaled.mkdir()
-        _synthesise(scaled, scale)
-        for label, data_dir in (("bundled", DATA_DIR), (f"{scale}x", scaled)):
+        bundled.mkdir()
+        _synthesise(bundled, 1, rides)
+        _synthesise(scaled, scale, rides)
+        for label, data_dir in (("bundled", bundled), (f"{scale}x", scaled)):
             output = subprocess.run([sys.executable, __file__, "_child", str(data_dir)], check=True,
                                     capture_output=True, text=True).stdout.split()
             stored, seconds, peak = int(output[-3]), float(output[-2]), float(output[-1])
@@ -162,13 +166,14 @@ def main() -> None:
     speed_parser.add_argument("--postgres", help="PostgreSQL server URL; a database is created and dropped")
     memory_parser = commands.add_parser("memory", help="peak RSS for the bundled and scaled history")
     memory_parser.add_argument("--scale", type=int, default=4, help="copies of the history (default 4)")
+    memory_parser.add_argument("--rides", nargs="*", help="ride codes to use (default: all bundled rides)")
     child_parser = commands.add_parser("_child")
     child_parser.add_argument("data_dir")
     arguments = parser.parse_args()
     if arguments.command == "speed":
         speed(arguments.postgres)
     elif arguments.command == "memory":
-        memory(arguments.scale)
+        memory(arguments.scale, arguments.rides)
     else:
         _child(arguments.data_dir)
 
