@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -107,6 +108,8 @@ def _reject_reason(ride: LiveRide, max_posted_wait: int) -> str:
         return "unparseable live last_updated"
     if ride.wait_time is not None:
         if isinstance(ride.wait_time, bool) or not isinstance(ride.wait_time, (int, float)):
+            return "non-numeric live wait_time"
+        if math.isnan(ride.wait_time):  # Python's json module accepts NaN
             return "non-numeric live wait_time"
         if ride.wait_time < 0:
             return "negative posted wait"

@@ -119,3 +119,23 @@ def test_poll_live_command(sqlite_url, feed_url, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "Live poll 1/2: 6 rides read, 4 stored, 1 rejected, 0 unchanged snapshots" in result.output
     assert "Live poll 2/2: 0 rides read, 0 stored, 0 rejected, 1 unchanged snapshots" in result.output
+
+
+def test_live_odd_values_are_quarantined(sqlite_engine, tmp_path):
+    load_attractions(sqlite_engine, DATA_DIR / "attractions.csv")
+    rides = [
+        '{"id": 1, "name": "Soarin\'", "is_open": true, "wait_time": NaN, "last_updated": "2019-07-01T16:00:00Z"}',
+        '{"id": 2, "name": "Soarin\'", "is_open": "yes", "wait_time": 5, "last_updated": "2019-07-01T16:00:00Z"}',
+        '{"id": 3, "name": "Soarin\'", "is_open": true, "wait_time": 999, "last_updated": "2019-07-01T16:00:00Z"}',
+        '{"id": 4, "name": "Soarin\'", "is_open": true, "wait_time": 5, "last_updated": "yesterday"}',
+        '{"id": 5, "name": "", "is_open": true, "wait_time": 5, "last_updated": "2019-07-01T16:00:00Z"}',
+        '7',
+    ]
+    path = tmp_path / "park.json"
+    path.write_text('{"name": "Epcot", "lands": [{"rides": [' + ", ".join(rides) + "]}]}")
+    summary = poll_live(sqlite_engine, str(path), 500)
+    assert summary.rows_stored == 0
+    assert summary.rejected_by_reason == {
+        "non-numeric live wait_time": 1, "live is_open is not true or false": 1,
+        "posted wait above 500 minutes": 1, "unparseable live last_updated": 1, "live ride without id or name": 2,
+    }
