@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -290,7 +291,7 @@ def _observation_frame(parsed: pd.DataFrame, ride_id: int, source_file_id: int) 
         {
             "ride_id": ride_id,
             "park_day": merged["park_day"],
-            "observed_at": observed_at.dt.tz_convert(None).astype(object),
+            "observed_at": observed_at.dt.tz_convert(None),
             "local_hour": merged["local"].dt.hour.astype(int),
             "posted_wait": posted.astype("Int64").astype(object).where(posted.notna(), None),
             "actual_wait": merged["actual"].astype("Int64").astype(object).where(merged["actual"].notna(), None),
@@ -300,8 +301,24 @@ def _observation_frame(parsed: pd.DataFrame, ride_id: int, source_file_id: int) 
     )
 
 
-def _copy_observations(connection: sa.Connection, frame: pd.DataFrame) -> int:
+def _optional_ints(values: pd.Series) -> list[int | None]:
+    return [None if value is None or pd.isna(value) else int(value) for value in values]
+
+
+def _copy_observations(connection: sa.Connection, frame: pd.DataFrame, observed_at: pd.Series) -> int:
     """Store observations on PostgreSQL with COPY into a staging table; return rows inserted."""
+    text = pd.DataFrame({
+        "ride_id": frame["ride_id"].to_numpy(),
+        "park_day": [day.isoformat() for day in frame["park_day"]],
+        "observed_at": (observed_at.dt.strftime("%Y-%m-%d %H:%M:%S.%f") + "+00").to_numpy(),
+        "local_hour": frame["local_hour"].to_numpy(),
+        "posted_wait": pd.array(_optional_ints(frame["posted_wait"]), dtype="Int64"),
+        "actual_wait": pd.array(_optional_ints(frame["actual_wait"]), dtype="Int64"),
+        "is_closed": ["t" if closed else "f" for closed in frame["is_closed"]],
+        "source_file_id": frame["source_file_id"].to_numpy(),
+    })
+    buffer = io.StringIO()
+    text.to_csv(buffer, sep="\t", header=False, index=False, na_rep="\\N")
     cursor = connection.connection.driver_connection.cursor()
     columns = ", ".join(_OBSERVATION_COLUMNS)
     cursor.execute(
@@ -310,8 +327,7 @@ def _copy_observations(connection: sa.Connection, frame: pd.DataFrame) -> int:
     )
     cursor.execute("TRUNCATE observations_stage")
     with cursor.copy(f"COPY observations_stage ({columns}) FROM STDIN") as copy:
-        for row in frame.itertuples(index=False, name=None):
-            copy.write_row(row)
+        copy.write(buffer.getvalue())
     cursor.execute(
         f"INSERT INTO observations ({columns}) SELECT {columns} FROM observations_stage "
         "ON CONFLICT DO NOTHING"
@@ -328,12 +344,25 @@ def store_observations(connection: sa.Connection, frame: pd.DataFrame) -> int:
     if frame.empty:
         return 0
     dialect = connection.dialect.name
+    observed_at = pd.to_datetime(frame["observed_at"])  # naive UTC
     if dialect == "postgresql":
-        frame = frame.assign(observed_at=[t.replace(tzinfo=timezone.utc) for t in frame["observed_at"]])
-        return _copy_observations(connection, frame)
+        return _copy_observations(connection, frame, observed_at)
     if dialect == "sqlite":
-        statement = sa.insert(schema.observations).prefix_with("OR IGNORE")
-        return connection.execute(statement, frame.to_dict("records")).rowcount
+        # Bind the values as SQLAlchemy's SQLite types store them, so that the
+        # unique key matches rows that SQLAlchemy inserted.
+        rows = zip(
+            frame["ride_id"].tolist(),
+            [day.isoformat() for day in frame["park_day"]],
+            observed_at.dt.strftime("%Y-%m-%d %H:%M:%S.%f").tolist(),
+            [int(hour) for hour in frame["local_hour"]],
+            _optional_ints(frame["posted_wait"]),
+            _optional_ints(frame["actual_wait"]),
+            [int(bool(closed)) for closed in frame["is_closed"]],
+            frame["source_file_id"].tolist(),
+        )
+        columns = ", ".join(_OBSERVATION_COLUMNS)
+        statement = f"INSERT OR IGNORE INTO observations ({columns}) VALUES ({', '.join('?' * 8)})"
+        return connection.exec_driver_sql(statement, list(rows)).rowcount
     raise IngestError(f"unsupported database dialect {dialect!r}: use SQLite or PostgreSQL")
 
 

@@ -266,3 +266,17 @@ def test_metadata_quirks(sqlite_engine, tmp_path):
     assert [tuple(h) for h in hours] == [
         (date(2019, 3, 1), "EP", 540, 1260), (date(2019, 3, 1), "MK", 480, 1500), (date(2019, 3, 3), "MK", 540, 1380),
     ]
+
+
+def test_bulk_rows_match_sqlalchemy_key(engine, soarin_id, tmp_path):
+    from parkcast.tasks.ingest import insert_ignoring_duplicates
+
+    path = tmp_path / "soarin.csv"
+    path.write_text(HEADER + "03/01/2019,2019-03-01 09:00:00,,45\n")
+    ingest_wait_file(engine, path, soarin_id, 500)
+    same = {"ride_id": soarin_id, "park_day": date(2019, 3, 1), "observed_at": datetime(2019, 3, 1, 14, 0),
+            "local_hour": 9, "posted_wait": 99, "actual_wait": None, "is_closed": False, "source_file_id": None}
+    with engine.begin() as connection:
+        inserted = insert_ignoring_duplicates(connection, schema.observations, [same])
+    assert inserted == 0
+    assert [row[3] for row in _observations(engine)] == [45]
