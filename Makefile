@@ -14,6 +14,8 @@ run: $(STAMP)
 	$(BIN)/parkcast run
 
 test: $(STAMP)
+	@# Prefect 3 creates PREFECT_HOME without its parents and fails on a fresh checkout.
+	mkdir -p "$(PREFECT_HOME)"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: $(STAMP)

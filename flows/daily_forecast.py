@@ -64,7 +64,7 @@ def _daily_forecast(settings: Settings) -> DailySummary:
     try:
         migrate(engine)
         logger.info("Database %s is at the newest schema", mask_url(settings.database_url))
-        ingest = ingest_folder(engine, settings.data_dir, settings.max_posted_wait)
+        ingest = ingest_folder(engine, settings.data_dir, settings.max_posted_wait, settings.default_park)
         cells = load_cells(engine)
         if cells.empty:
             raise RuntimeError(f"no usable wait-time observations in the database; check the files in {settings.data_dir}")

@@ -71,5 +71,41 @@ def serve() -> None:
     prefect_serve(*build_deployments(get_settings()))
 
 
+@app.command("poll-live")
+def poll_live_command(
+    source: str = typer.Argument(None, help="queue-times.com JSON URL or file; defaults to PARKCAST_LIVE_URL."),
+    every: float = typer.Option(0.0, min=0.0, help="Seconds between polls; 0 polls once."),
+    count: int = typer.Option(1, min=1, help="Number of polls when --every is set."),
+) -> None:
+    """Ingest live queue-times.com snapshots into the database, once or on a fixed interval."""
+    import time
+
+    from parkcast.db import make_engine, migrate
+    from parkcast.tasks.ingest import IngestError
+    from parkcast.tasks.live import poll_live
+
+    settings = get_settings()
+    source = source or settings.live_url
+    if not source:
+        raise typer.BadParameter("no live source: pass a URL or file, or set PARKCAST_LIVE_URL")
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    polls = count if every > 0 else 1
+    failures = 0
+    for poll in range(polls):
+        try:
+            summary = poll_live(engine, source, settings.max_posted_wait, settings.live_park)
+            typer.echo(f"Live poll {poll + 1}/{polls}: {summary.rows_read} rides read, {summary.rows_stored} "
+                       f"stored, {summary.rows_rejected} rejected, {summary.files_skipped} unchanged snapshots")
+        except IngestError as error:
+            failures += 1
+            typer.echo(f"Live poll {poll + 1}/{polls} failed: {error}", err=True)
+        if poll + 1 < polls:
+            time.sleep(every)
+    engine.dispose()
+    if failures == polls:
+        raise typer.Exit(code=1)
+
+
 if __name__ == "__main__":
     app()

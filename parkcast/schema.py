@@ -66,6 +66,12 @@ source_files = sa.Table(
     sa.Column("rows_stored", sa.Integer, nullable=False),
     sa.Column("rows_rejected", sa.Integer, nullable=False),
     sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
+    # Incremental ingest: decompressed bytes and lines (header included) read
+    # so far, and the SHA-256 of those bytes. A file whose first
+    # bytes_consumed bytes still hash to prefix_sha256 has only grown.
+    sa.Column("bytes_consumed", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("lines_consumed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("prefix_sha256", sa.String(64), nullable=False, server_default=""),
 )
 
 observations = sa.Table(

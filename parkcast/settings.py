@@ -65,6 +65,20 @@ class Settings(BaseSettings):
         ge=1,
         description="Posted waits above this many minutes are rejected as impossible.",
     )
+    default_park: str | None = Field(
+        default=None,
+        pattern="^(MK|EP|HS|AK)$",
+        description="Park code (MK, EP, HS, AK) of ride files that no attractions file lists.",
+    )
+    live_url: str | None = Field(
+        default=None,
+        description="queue-times.com park JSON (http(s) URL or file path) that `parkcast poll-live` reads.",
+    )
+    live_park: str | None = Field(
+        default=None,
+        pattern="^(MK|EP|HS|AK)$",
+        description="Park code of the live feed, for rides that no attractions file lists.",
+    )
 
     daily_cron: str = Field(
         default="0 4 * * *",

@@ -19,6 +19,9 @@ def format_daily_summary(summary) -> str:
     ]
     lines += [f"  rejected for {reason}: {count}" for reason, count in sorted(ingest.rejected_by_reason.items())]
     lines += [f"  FAILED {name}: {message}" for name, message in sorted(ingest.failed_files.items())]
+    lines += [f"  resumed {ingest.files_resumed} grown files where the last run stopped"] * bool(ingest.files_resumed)
+    lines += [f"  WARNING ride {code!r} is in no attractions file; park from PARKCAST_DEFAULT_PARK"
+              for code in ingest.rides_added]
     if result is None:
         lines.append("Model: no new records since the champion was chosen; retrain skipped")
     else:
