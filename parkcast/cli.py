@@ -161,13 +161,13 @@ def retrain_command(
         settings = settings.model_copy(update={"trials": trials})
     engine = _registry_engine()
     try:
-        cells = load_cells(engine)
+        cells = load_cells.fn(engine)
         if cells.empty:
             _fail("no stored wait-time observations; run `parkcast run` first to ingest the data folder")
         if not force and not _needs_retrain(engine, cells["park_day"].max()):
             typer.echo("No records arrived since the champion was chosen; nothing to do (use --force to retrain).")
             return
-        result = retrain(engine, cells, with_history(load_context(engine), cells), settings)
+        result = retrain(engine, cells, with_history(load_context.fn(engine), cells), settings)
     finally:
         engine.dispose()
     champion = _minutes(result.champion.mae) if result.champion else "none"

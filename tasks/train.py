@@ -95,7 +95,8 @@ def train_best_candidate(
     logger = get_logger()
     best: Candidate | None = None
     for trial in range(trials):
-        # Drop the previous trial's graph and tensors, so memory stays flat as trials grow.
+        # Drop the previous trial's graph and tensors before the next one.
+        # TODO: peak RSS still grows about 10 MiB per trial (benchmarks/trial_memory.py).
         keras.backend.clear_session()
         gc.collect()
         candidate = train_candidate(cells, context, hparams.model_copy(update={"seed": hparams.seed + trial}), max_horizon)
