@@ -9,20 +9,27 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 from parkcast import schema
+from parkcast.flows.limits import exclusive_run, limit_name
 from parkcast.logs import get_logger
 from parkcast.models.mlp import HyperParameters, predict_minutes, to_model_inputs
 from parkcast.settings import Settings, get_settings
 from parkcast.tasks.evaluate import Scores, SeasonalNaive, score
 from parkcast.tasks.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, Context, build_features
-from parkcast.tasks.predict import load_model_file
-from parkcast.tasks.promote import apply_decision, current_champion, decide, save_version
+from parkcast.tasks.promote import apply_decision, current_champion, decide, record_evaluation, save_version
+from parkcast.tasks.registry import LOAD_ERRORS, load_model_file
 from parkcast.tasks.train import split_by_days, train_best_candidate
 
-__all__ = ["RetrainResult", "retrain"]
+__all__ = ["RetrainResult", "retrain", "RETRAIN_CONCURRENCY_LIMIT"]
+
+# Name of the Prefect global concurrency limit (one slot) that lets one retrain
+# run at a time per Prefect server. The database compare-and-swap keeps the
+# champion correct even when retrains use different servers.
+RETRAIN_CONCURRENCY_LIMIT = limit_name("retrain")
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ def score_champion(champion: sa.Row | None, cells: pd.DataFrame, context: Contex
         return None
     try:
         model = load_model_file(Path(champion.file_path), champion.sha256)
-    except (OSError, ValueError, TypeError) as error:
+    except LOAD_ERRORS as error:
         get_logger().error("Champion %s cannot be re-scored, so any challenger that beats the baseline may replace it: %s", champion.id, error)
         return None
     return _score_model(model, cells, context)
@@ -73,27 +80,77 @@ def _finish_run(engine: sa.Engine, run_id: int, result: RetrainResult) -> None:
             decision="promoted" if result.promoted else "rejected", decision_reason=result.reason))
 
 
+def _format_scores(scores: Scores | None) -> str:
+    if scores is None:
+        return "| - | - | - |"
+    return f"| {scores.mae:.2f} | {scores.rmse:.2f} | {scores.within_10:.1%} |"
+
+
+def comparison_markdown(result: RetrainResult, eval_start, eval_end) -> str:
+    """Render the challenger, champion and baseline scores of one decision as a Markdown table."""
+    decision = "promoted" if result.promoted else "rejected"
+    return "\n".join([
+        f"# Retrain: challenger {result.challenger_id} {decision}",
+        "",
+        f"Evaluation window: park days {eval_start} to {eval_end}, {result.challenger.cells} cells. "
+        "Every model below was scored on this window in this run.",
+        "",
+        "| Model | Version | MAE (min) | RMSE (min) | Within 10 min |",
+        "|---|---|---|---|---|",
+        f"| challenger | {result.challenger_id} " + _format_scores(result.challenger),
+        f"| champion | {result.champion_id or 'none'} " + _format_scores(result.champion),
+        "| seasonal-naive baseline | - " + _format_scores(result.baseline),
+        "",
+        f"Decision: {decision}. {result.reason}",
+    ])
+
+
+def _publish_artifact(result: RetrainResult, eval_start, eval_end) -> None:
+    create_markdown_artifact(
+        key="retrain-comparison", markdown=comparison_markdown(result, eval_start, eval_end),
+        description=f"Challenger {result.challenger_id} against champion {result.champion_id or 'none'}",
+    )
+
+
 @flow(name="retrain", log_prints=False)
 def retrain(engine: sa.Engine, cells: pd.DataFrame, context: Context, settings: Settings | None = None) -> RetrainResult:
-    """Train a challenger on all but the freshest days and promote it only if it wins there."""
+    """Train a challenger on all but the freshest days and promote it only if it wins there.
+
+    At most one retrain runs at a time per Prefect server (global concurrency
+    limit RETRAIN_CONCURRENCY_LIMIT); a later one waits for the slot up to
+    PARKCAST_RUN_WAIT_SECONDS, then is skipped with RunInProgressError.
+    """
     settings = settings or get_settings()
+    with exclusive_run("retrain", settings.run_wait_seconds):
+        return _retrain(engine, cells, context, settings)
+
+
+def _retrain(engine: sa.Engine, cells: pd.DataFrame, context: Context, settings: Settings) -> RetrainResult:
     train_cells, eval_cells = split_by_days(cells, settings.evaluation_days)
     # Both models forecast the evaluation window from its eve, as in production.
     eval_cells = eval_cells.assign(as_of=train_cells["park_day"].max())
+    eval_start, eval_end = eval_cells["park_day"].min().date(), eval_cells["park_day"].max().date()
     max_horizon = max(settings.horizon_days, settings.evaluation_days)
     run_id = _start_run(engine, eval_cells)
     hparams = HyperParameters.parse(seed=settings.seed, max_epochs=settings.max_epochs)
 
     candidate = train_best_candidate(train_cells, context, hparams, settings.trials, max_horizon)
-    challenger_id = save_version(engine, candidate, settings.model_dir, run_id)
+    challenger_id = save_version(engine, candidate, settings.model_dir, run_id, settings.trials)
     challenger = _score_model(candidate.model, eval_cells, context)
+    record_evaluation(engine, challenger_id, challenger, eval_start, eval_end)
+    # The champion is re-scored from its file on this same window; its stored
+    # scores come from older data and never enter the decision.
     champion_row = current_champion(engine)
     champion = score_champion(champion_row, eval_cells, context)
+    if champion is not None:
+        record_evaluation(engine, champion_row.id, champion, eval_start, eval_end)
     baseline = score(eval_cells["wait"].to_numpy(), SeasonalNaive().fit(train_cells).predict(eval_cells))
 
     champion_id = champion_row.id if champion_row is not None else None
     decision = apply_decision(engine, challenger_id, champion_id,
-                              decide(challenger, champion, baseline, settings.promotion_margin_minutes))
+                              decide(challenger, champion, baseline, settings.promotion_margin_minutes),
+                              challenger, champion, baseline)
     result = RetrainResult(challenger_id, challenger, champion_id, champion, baseline, decision.promote, decision.reason)
     _finish_run(engine, run_id, result)
+    _publish_artifact(result, eval_start, eval_end)
     return result

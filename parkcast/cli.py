@@ -107,5 +107,127 @@ def poll_live_command(
         raise typer.Exit(code=1)
 
 
+
+models_app = typer.Typer(help="Inspect model versions and choose the champion by hand.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+def _registry_engine():
+    from parkcast.db import make_engine, migrate
+
+    engine = make_engine(get_settings().database_url)
+    migrate(engine)
+    return engine
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def _minutes(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List model versions, newest first, with validation and evaluation-window MAE in minutes."""
+    from parkcast.tasks.registry import list_versions
+
+    engine = _registry_engine()
+    try:
+        rows = list_versions(engine)
+    finally:
+        engine.dispose()
+    if not rows:
+        typer.echo("No model versions yet; run `parkcast retrain` or `parkcast run` to train one.")
+        return
+    typer.echo(f"{'VERSION':<26} {'STATUS':<10} {'CREATED (UTC)':<17} {'VAL MAE':>8} {'EVAL MAE':>8}  REASON")
+    for row in rows:
+        created = row.created_at.strftime("%Y-%m-%d %H:%M")
+        typer.echo(f"{row.id:<26} {row.status:<10} {created:<17} {_minutes(row.val_mae):>8} "
+                   f"{_minutes(row.eval_mae):>8}  {row.status_reason or ''}")
+
+
+@models_app.command("show")
+def models_show(version: str = typer.Argument(..., help="Version id, as `parkcast models list` prints it.")) -> None:
+    """Print every recorded field of one model version and its registry events."""
+    import sqlalchemy as sa
+
+    from parkcast import schema
+    from parkcast.tasks.registry import RegistryError, get_version
+
+    engine = _registry_engine()
+    try:
+        try:
+            row = get_version(engine, version)
+        except RegistryError as error:
+            _fail(str(error))
+        events = schema.registry_events
+        with engine.connect() as connection:
+            history = connection.execute(sa.select(events).where(events.c.model_version_id == version)
+                                         .order_by(events.c.id)).all()
+    finally:
+        engine.dispose()
+    for name, value in row._mapping.items():
+        typer.echo(f"{name:<24} {value}")
+    for event in history:
+        typer.echo(f"event {event.created_at:%Y-%m-%d %H:%M:%S} {event.action}: {event.reason}")
+
+
+@models_app.command("promote")
+def models_promote(
+    version: str = typer.Argument(..., help="Version id to make the champion."),
+    reason: str = typer.Option(..., "--reason", help="Why the operator pins this version; stored with the event."),
+) -> None:
+    """Pin VERSION as the champion after verifying its file; the event is recorded with the reason."""
+    from parkcast.tasks.registry import RegistryError, pin_version
+
+    engine = _registry_engine()
+    try:
+        replaced = pin_version(engine, version, reason)
+    except RegistryError as error:
+        _fail(str(error))
+    finally:
+        engine.dispose()
+    typer.echo(f"{version} is now the champion (replaced {replaced or 'none'}).")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    reason: str = typer.Option(..., "--reason", help="Why the champion is rolled back; stored with the event."),
+) -> None:
+    """Replace the champion with the newest earlier champion whose file verifies; the replaced one is rejected."""
+    from parkcast.tasks.registry import RegistryError, rollback
+
+    engine = _registry_engine()
+    try:
+        new_champion, replaced = rollback(engine, reason)
+    except RegistryError as error:
+        _fail(str(error))
+    finally:
+        engine.dispose()
+    typer.echo(f"{new_champion} is now the champion (replaced {replaced or 'none'}).")
+
+
+@app.command("retrain")
+def retrain_command(
+    trials: int = typer.Option(None, "--trials", min=1, max=200, help="Candidates to train; default PARKCAST_TRIALS."),
+    force: bool = typer.Option(False, "--force", help="Retrain even when no records arrived since the champion was chosen."),
+) -> None:
+    """Retrain on the stored observations now, without ingesting files (same flow as the retrain deployment)."""
+    from parkcast.flows.daily_forecast import retrain_on_stored_data
+
+    with _readable_errors():
+        result = retrain_on_stored_data(trials=trials, force=force)
+    if result is None:
+        typer.echo("No records arrived since the champion was chosen; nothing to do (use --force to retrain).")
+        return
+    champion = _minutes(result.champion.mae) if result.champion else "none"
+    typer.echo(f"Challenger {result.challenger_id}: MAE {result.challenger.mae:.2f} min, champion {champion}, "
+               f"seasonal-naive baseline {result.baseline.mae:.2f} on {result.challenger.cells} cells; "
+               f"{'promoted' if result.promoted else 'rejected'}: {result.reason}")
+
+
 if __name__ == "__main__":
     app()

@@ -121,6 +121,16 @@ model_versions = sa.Table(
     sa.Column("val_within_10", sa.Float),
     sa.Column("training_run_id", sa.Integer, sa.ForeignKey("training_runs.id")),
     sa.Column("promoted_at", sa.DateTime(timezone=True)),
+    # Scores on the freshest evaluation window of the last decision that scored
+    # this version; validation scores above come from its own training data.
+    sa.Column("eval_start", sa.Date),
+    sa.Column("eval_end", sa.Date),
+    sa.Column("eval_mae", sa.Float),
+    sa.Column("eval_rmse", sa.Float),
+    sa.Column("eval_within_10", sa.Float),
+    sa.Column("eval_scored_at", sa.DateTime(timezone=True)),
+    sa.Column("trials", sa.Integer),
+    sa.Column("curve_path", sa.String(500)),
 )
 # At most one champion at any time, enforced by the database itself.
 sa.Index(
@@ -168,6 +178,11 @@ registry_events = sa.Table(
     sa.Column("model_version_id", sa.String(40), sa.ForeignKey("model_versions.id"), nullable=False),
     sa.Column("action", sa.String(20), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("previous_champion_id", sa.String(40)),
+    # MAEs in minutes on the evaluation window of a retrain decision.
+    sa.Column("challenger_mae", sa.Float),
+    sa.Column("champion_mae", sa.Float),
+    sa.Column("baseline_mae", sa.Float),
 )
 
 forecast_sets = sa.Table(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
@@ -17,7 +15,8 @@ from parkcast import schema
 from parkcast.logs import get_logger
 from parkcast.models.mlp import predict_minutes, to_model_inputs
 from parkcast.tasks.features import CATEGORICAL_FEATURES, FEATURE_SCHEMA_VERSION, NUMERIC_FEATURES, Context, build_features
-from parkcast.tasks.promote import file_sha256
+from parkcast.tasks import registry
+from parkcast.tasks.registry import LoadedModel, NoUsableModelError, load_model_file
 
 __all__ = ["NoUsableModelError", "LoadedModel", "load_model_file", "load_champion", "forecast_keys", "ForecastResult", "write_forecasts"]
 
@@ -27,55 +26,10 @@ TYPICAL_HOUR_SHARE = 0.5
 TYPICAL_HOURS_LOOKBACK_DAYS = 60
 
 
-class NoUsableModelError(RuntimeError):
-    """No champion or earlier champion has an intact .h5 file."""
-
-
-@dataclass
-class LoadedModel:
-    """A model loaded from a verified file, and the problems met on the way."""
-
-    model: keras.Model
-    version_id: str
-    problems: list[str] = field(default_factory=list)
-
-
-def load_model_file(path: Path, expected_sha256: str) -> keras.Model:
-    """Load an .h5 model after checking it exists and matches its recorded SHA-256."""
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path} is missing")
-    actual = file_sha256(path)
-    if actual != expected_sha256:
-        raise ValueError(f"model file {path} fails its checksum (SHA-256 {actual[:12]}..., recorded {expected_sha256[:12]}...)")
-    # safe_mode rejects Python lambdas; compile=False skips the training-only loss.
-    return keras.models.load_model(path, compile=False, safe_mode=True)
-
-
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
 def load_champion(engine: sa.Engine) -> LoadedModel:
     """Load the champion, falling back to earlier champions when its file is broken."""
-    table = schema.model_versions
-    query = (
-        sa.select(table)
-        .where(table.c.status.in_(["champion", "retired"]), table.c.feature_schema_version == FEATURE_SCHEMA_VERSION)
-        .order_by((table.c.status == "champion").desc(), table.c.promoted_at.desc())
-    )
-    with engine.connect() as connection:
-        versions = connection.execute(query).all()
-    problems: list[str] = []
-    logger = get_logger()
-    for version in versions:
-        try:
-            model = load_model_file(Path(version.file_path), version.sha256)
-        except (OSError, ValueError, TypeError) as error:
-            problems.append(f"{version.id}: {error}")
-            logger.error("Cannot use model %s (%s): %s", version.id, version.status, error)
-            continue
-        return LoadedModel(model=model, version_id=version.id, problems=problems)
-    raise NoUsableModelError(
-        "no usable champion model: " + ("; ".join(problems) or "none was ever promoted")
-        + ". Run `parkcast run` (or `parkcast retrain`) to train one."
-    )
+    return registry.load_champion(engine)
 
 
 def _typical_hours(cells: pd.DataFrame) -> dict[str, list[int]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 import keras
@@ -94,7 +95,10 @@ def train_best_candidate(
     logger = get_logger()
     best: Candidate | None = None
     for trial in range(trials):
+        # Drop the previous trial's graph and tensors before the next one.
+        # TODO: peak RSS still grows about 10 MiB per trial (benchmarks/trial_memory.py).
         keras.backend.clear_session()
+        gc.collect()
         candidate = train_candidate(cells, context, hparams.model_copy(update={"seed": hparams.seed + trial}), max_horizon)
         logger.info(
             "Trial %d/%d: validation MAE %.2f min after %d epochs",

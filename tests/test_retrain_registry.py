@@ -1,0 +1,88 @@
+"""The real retrain flow: fresh re-scoring of the champion, learning curves and the artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from parkcast import schema
+from parkcast.flows.retrain import RETRAIN_CONCURRENCY_LIMIT, retrain
+from parkcast.tasks.features import load_cells, load_context, with_history
+from parkcast.tasks.ingest import ingest_folder
+from parkcast.tasks.registry import file_sha256, load_model_file
+from tests.conftest import small_settings
+
+pytestmark = pytest.mark.slow
+
+
+def _row(engine, table, *where):
+    with engine.connect() as connection:
+        return connection.execute(sa.select(table).where(*where)).all()
+
+
+def _save_worse_copy(source: Path, target: Path) -> str:
+    """Copy a model with its correction shifted by 80 minutes, so it forecasts far too high."""
+    model = load_model_file(source, file_sha256(source))
+    layer = model.get_layer("correction_minutes")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel, bias + 80.0])
+    model.save(target)
+    return file_sha256(target)
+
+
+def test_stale_champion_score_cannot_win(prefect_harness, sqlite_engine, sqlite_url, real_slice, tmp_path):
+    engine = sqlite_engine
+    settings = small_settings(sqlite_url, real_slice, tmp_path / "models", max_epochs=3)
+    ingest_folder.fn(engine, real_slice, settings.max_posted_wait)
+    cells = load_cells.fn(engine)
+    context = with_history(load_context.fn(engine), cells)
+
+    first = retrain(engine, cells, context, settings)
+
+    versions = schema.model_versions
+    [first_row] = _row(engine, versions, versions.c.id == first.challenger_id)
+    assert first.promoted == (first.challenger.mae < first.baseline.mae)
+    assert "seasonal-naive baseline" in first.reason
+    assert first_row.eval_mae == pytest.approx(first.challenger.mae)
+    assert first_row.trials == 1
+    assert Path(first_row.curve_path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(first_row.curve_path).parent == Path(first_row.file_path).parent
+    epochs = _row(engine, schema.training_epochs, schema.training_epochs.c.model_version_id == first.challenger_id)
+    assert len(epochs) >= 1
+    assert all(epoch.val_loss is not None for epoch in epochs)
+
+    # A deliberately bad champion whose stored scores claim near-perfect accuracy.
+    stale_path = tmp_path / "models" / "v-stale.h5"
+    sha256 = _save_worse_copy(Path(first_row.file_path), stale_path)
+    with engine.begin() as connection:
+        connection.execute(sa.update(versions).where(versions.c.status == "champion").values(status="retired"))
+        connection.execute(sa.insert(versions).values(
+            id="v-stale", created_at=first_row.created_at, status="champion", status_reason="test setup",
+            file_path=str(stale_path), sha256=sha256, train_start=first_row.train_start,
+            train_end=first_row.train_end, feature_schema_version=first_row.feature_schema_version,
+            hyperparameters=first_row.hyperparameters, code_version="test", val_mae=0.01, eval_mae=0.01,
+            promoted_at=first_row.created_at))
+
+    second = retrain(engine, cells, context, settings.model_copy(update={"seed": 8}))
+
+    assert second.champion_id == "v-stale"
+    assert second.champion.mae > 40.0
+    assert second.promoted, second.reason
+    [stale_row] = _row(engine, versions, versions.c.id == "v-stale")
+    assert stale_row.status == "retired"
+    assert stale_row.eval_mae == pytest.approx(second.champion.mae)
+    [event] = _row(engine, schema.registry_events, schema.registry_events.c.model_version_id == second.challenger_id)
+    assert event.champion_mae == pytest.approx(second.champion.mae)
+    assert event.challenger_mae == pytest.approx(second.challenger.mae)
+    assert event.previous_champion_id == "v-stale"
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["retrain-comparison"])))
+        limit = client.read_global_concurrency_limit_by_name(RETRAIN_CONCURRENCY_LIMIT)
+    assert any(second.challenger_id in artifact.data and "v-stale" in artifact.data for artifact in artifacts)
+    assert limit.limit == 1
