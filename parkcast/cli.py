@@ -47,11 +47,26 @@ def show_settings() -> None:
 def backtest(
     seeds: int = typer.Option(1, help="MLPs trained with consecutive seeds; their mean is the MLP forecast"),
     lightgbm: bool = typer.Option(True, help="Also score LightGBM (needs the bench extra)"),
+    hparam: list[str] = typer.Option([], help="MLP hyper-parameter as NAME=VALUE (JSON value), repeatable"),
 ) -> None:
     """Run the WDW-2019H2 benchmark on PARKCAST_DATA_DIR and print every model's test scores."""
+    import json
+
+    from parkcast.models.mlp import HyperParameters
     from parkcast.tasks.backtest import format_backtest, run_backtest
 
-    result = run_backtest(get_settings().data_dir, seeds=seeds, include_lightgbm=lightgbm)
+    values: dict[str, object] = {}
+    for item in hparam:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--hparam {item!r}: write NAME=VALUE, e.g. dropout_rate=0.2")
+        try:
+            values[name.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            values[name.strip()] = text
+    hparams = HyperParameters.parse(**values)
+    typer.echo(f"MLP hyper-parameters: {hparams.model_dump()}")
+    result = run_backtest(get_settings().data_dir, hparams=hparams, seeds=seeds, include_lightgbm=lightgbm)
     typer.echo(format_backtest(result))
 
 

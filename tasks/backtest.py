@@ -140,6 +140,7 @@ class ModelResult:
     per_ride_mae: dict[str, float]
     seconds: float
     note: str = ""
+    predictions: np.ndarray | None = field(default=None, repr=False)  # one per test cell, in test order
 
 
 @dataclass
@@ -153,7 +154,8 @@ class BacktestResult:
 def _result(name: str, test: pd.DataFrame, predicted: np.ndarray, seconds: float, note: str = "") -> ModelResult:
     errors = np.abs(np.asarray(predicted, dtype=float) - test["wait"].to_numpy(dtype=float))
     per_ride = pd.Series(errors, index=test["ride_code"].to_numpy()).groupby(level=0).mean()
-    return ModelResult(name, score(test["wait"].to_numpy(), predicted), {k: float(v) for k, v in per_ride.items()}, seconds, note)
+    scores = score(test["wait"].to_numpy(), predicted)
+    return ModelResult(name, scores, {k: float(v) for k, v in per_ride.items()}, seconds, note, np.asarray(predicted, dtype=float))
 
 
 def _test_keys(test: pd.DataFrame) -> pd.DataFrame:
@@ -180,7 +182,7 @@ def _lightgbm(train: pd.DataFrame, test: pd.DataFrame, context: Context, seed: i
     fit_x = frame(fit_cells)
     categories = {name: fit_x[name].cat.categories for name in CATEGORICAL_FEATURES}
     params = {
-        "objective": "l1", "learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 50,
+        "objective": "l1", "learning_rate": 0.1, "num_leaves": 63, "min_data_in_leaf": 50,
         "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8, "seed": seed,
         "num_threads": 2, "verbose": -1,
     }
@@ -188,8 +190,8 @@ def _lightgbm(train: pd.DataFrame, test: pd.DataFrame, context: Context, seed: i
     fit_set = lightgbm.Dataset(fit_x, fit_cells["wait"].to_numpy())
     validation_set = lightgbm.Dataset(frame(validation_cells, categories), validation_cells["wait"].to_numpy(), reference=fit_set)
     model = lightgbm.train(
-        params, fit_set, num_boost_round=2000, valid_sets=[validation_set],
-        callbacks=[lightgbm.early_stopping(100, verbose=False)],
+        params, fit_set, num_boost_round=1000, valid_sets=[validation_set],
+        callbacks=[lightgbm.early_stopping(50, verbose=False)],
     )
     predicted = np.maximum(model.predict(frame(_test_keys(test), categories), num_iteration=model.best_iteration), 0.0)
     return predicted, f"lightgbm {lightgbm.__version__}, {model.best_iteration} trees"

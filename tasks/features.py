@@ -34,7 +34,25 @@ __all__ = [
 # version cannot be scored against this one.
 FEATURE_SCHEMA_VERSION = 2
 
-CATEGORICAL_FEATURES = ["ride_code", "park_code", "hour", "day_of_week", "month", "ticket_season"]
+# Numeric metadata features read straight from one column: a {park} in the
+# column name means the ride's own park (MK, EP, HS or AK).
+_METADATA_COLUMNS = {
+    "holiday_proximity": "HOLIDAYPX",
+    "metadata_holiday": "HOLIDAY",
+    "wdw_event": "WDWevent",
+    "wdw_race": "WDWrace",
+    "park_event": "{park}event",
+    "school_in_session_wdw": "inSession_wdw",
+    "school_in_session_florida": "inSession_Florida",
+    "capacity_lost": "CapacityLost_{park}",
+    "park_hours_with_emh": "{park}HOURSEMH",
+    "fireworks": "{park}FIREWK",
+    "day_parades": "{park}PRDDAY",
+    "night_parades": "{park}PRDNGT",
+}
+EXTRA_METADATA_FEATURES = list(_METADATA_COLUMNS)
+
+CATEGORICAL_FEATURES = ["ride_code", "park_code", "hour", "day_of_week", "month", "ticket_season", "wdw_season"]
 NUMERIC_FEATURES = [
     "hour_of_day",
     "day_of_year_sin",
@@ -50,6 +68,9 @@ NUMERIC_FEATURES = [
     "extra_magic_evening",
     "school_in_session",
     "holiday_metric",
+    "ride_age_years",
+    "ride_duration_minutes",
+    *EXTRA_METADATA_FEATURES,
     "recent_level",
     "has_recent_level",
     "recent_hour_level",
@@ -86,6 +107,7 @@ METADATA_FEATURES = [
     "extra_magic_evening",
     "school_in_session",
     "holiday_metric",
+    *EXTRA_METADATA_FEATURES,
 ]
 
 
@@ -235,6 +257,17 @@ def _park_day_features(context: Context, keys: pd.DataFrame) -> pd.DataFrame:
     out["holiday_metric"] = _numeric(meta, "HOLIDAYM")
     season = meta["WDW_TICKET_SEASON"] if "WDW_TICKET_SEASON" in meta else pd.Series(index=keys.index)
     out["ticket_season"] = season.fillna("unknown").astype(str)
+    season = meta["WDWSEASON"] if "WDWSEASON" in meta else pd.Series(index=keys.index)
+    out["wdw_season"] = season.fillna("unknown").astype(str)
+    for name, column in _METADATA_COLUMNS.items():
+        if "{park}" not in column:
+            out[name] = _numeric(meta, column)
+            continue
+        values = pd.Series(np.nan, index=keys.index)
+        for code in park.unique():
+            rows = park == code
+            values[rows] = _numeric(meta.loc[rows], column.format(park=code))
+        out[name] = values
     return out
 
 
@@ -333,6 +366,11 @@ def build_features(keys: pd.DataFrame, context: Context) -> pd.DataFrame:
         }
     )
     features = features.join(_park_day_features(context, frame))
+    rides = context.rides.set_index("code")
+    opened = pd.to_datetime(frame["ride_code"].map(rides["opened_on"]) if "opened_on" in rides else pd.NaT)
+    features["ride_age_years"] = ((day - opened).dt.days / 365.25).to_numpy()
+    duration = frame["ride_code"].map(rides["duration_minutes"]) if "duration_minutes" in rides else np.nan
+    features["ride_duration_minutes"] = pd.to_numeric(duration, errors="coerce")
     as_of = pd.to_datetime(keys["as_of"])
     features["horizon_days"] = (day - as_of).dt.days.astype(float)
     features = features.join(_history_features(keys, day, as_of, context))
@@ -353,5 +391,5 @@ def mask_metadata(features: pd.DataFrame, share: float, seed: int) -> pd.DataFra
     rows = np.random.default_rng(seed).random(len(masked)) < share
     masked.loc[rows, METADATA_FEATURES] = np.nan
     masked.loc[rows, "has_metadata"] = 0.0
-    masked.loc[rows, "ticket_season"] = "unknown"
+    masked.loc[rows, ["ticket_season", "wdw_season"]] = "unknown"
     return masked
