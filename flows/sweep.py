@@ -4,8 +4,8 @@ Every configuration trains on the WDW-2019H2 training window (park days up to
 2019-06-30) and is scored on its validation slice, the last
 VALIDATION_SHARE of those days. The test window 2019H2 is never read here, so
 the sweep cannot tune on it. To keep 40 configurations affordable on 2
-cores, each trains on a random share of the training cells for few epochs
-(`sample_share`, `max_epochs`); the features are built once and shared.
+cores, each trains on a random share of the training cells (`sample_share`)
+for few epochs (`max_epochs`). The features are built once and shared.
 """
 
 from __future__ import annotations

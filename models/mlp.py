@@ -31,12 +31,13 @@ class HyperParameters(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     hidden_units: tuple[int, ...] = Field(default=(256, 128, 64), min_length=1)
-    dropout_rate: float = Field(default=0.1, ge=0.0, lt=1.0)
-    dropout_placement: Literal["first", "every"] = "every"
-    batch_norm: bool = False
+    # Defaults of dropout and batch norm: the winner of `parkcast sweep`, see docs/benchmarks.md.
+    dropout_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
+    dropout_placement: Literal["first", "every"] = "first"
+    batch_norm: bool = True
     loss: Literal["mae", "huber"] = "mae"
-    # How the network's output meets the base level: "add" adds a correction
-    # in minutes; "scale" multiplies the base by exp(a learned log-factor),
+    # How the network's output meets the base level. "add" adds a correction
+    # in minutes. "scale" multiplies the base by exp(a learned log-factor) and
     # then adds the correction, so that busy rides get proportional changes.
     output_form: Literal["add", "scale"] = "add"
     learning_rate: float = Field(default=3e-4, gt=0.0, le=1.0)

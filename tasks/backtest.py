@@ -1,10 +1,10 @@
 """The WDW-2019H2 accuracy benchmark, run from the raw TouringPlans files.
 
-The protocol is ../shared/bench/PROTOCOL.md: cells are (ride, park day, hour)
-means of the cleaned SPOSTMIN values; models fit on park days up to
-2019-06-30 and are scored on 2019-07-01 to 2019-12-31. Every forecast of the
-test window is made as of 2019-06-30, so no test observation reaches a model.
-No database is needed: this module reads the files itself.
+A cell is the mean of the cleaned SPOSTMIN values of one ride, park day and
+hour. Models fit on park days up to 2019-06-30 and are scored on 2019-07-01 to
+2019-12-31. Every forecast of the test window is made as of 2019-06-30, so no
+test observation reaches a model. The module reads the files itself, so no
+database is needed.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ __all__ = [
 TRAIN_END = pd.Timestamp("2019-06-30")
 TEST_START = pd.Timestamp("2019-07-01")
 TEST_END = pd.Timestamp("2019-12-31")
-# The last test day lies this many days after the as-of day 2019-06-30; the
-# MLP must see training cells with horizons that long.
+# The last test day lies this many days after the as-of day 2019-06-30, so
+# the MLP must see training cells with horizons that long.
 BENCHMARK_HORIZON_DAYS = int((TEST_END - TRAIN_END).days)
 # Same-day measured weather: not known days ahead, so the protocol forbids it.
 MEASURED_WEATHER_COLUMNS = ["WDWMAXTEMP", "WDWMINTEMP", "WDWMEANTEMP"]
@@ -70,9 +70,9 @@ def _ride_files(data_dir: Path) -> list[Path]:
 def load_benchmark_cells(data_dir: Path) -> pd.DataFrame:
     """Return one row per (ride_code, park_day, hour) with `wait`, the mean cleaned SPOSTMIN.
 
-    Cleaning follows the protocol: rows with an empty SPOSTMIN, -999, below 0
-    or above 500 are dropped; the hour is the hour of `datetime` and the park
-    day is `date`, even after midnight.
+    Rows with an empty SPOSTMIN, -999, below 0 or above 500 are dropped. The
+    hour is the hour of `datetime`, and the park day is `date`, even for
+    observations after midnight.
     """
     frames = []
     for path in _ride_files(Path(data_dir)):
@@ -96,7 +96,7 @@ def load_benchmark_cells(data_dir: Path) -> pd.DataFrame:
 def load_benchmark_context(data_dir: Path) -> Context:
     """Read attractions.csv and the park-day metadata the way load_context returns them.
 
-    Metadata values stay raw strings, as the database stores them; the
+    Metadata values stay raw strings, as the database stores them. The
     measured weather columns are dropped.
     """
     data_dir = Path(data_dir)

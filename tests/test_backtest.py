@@ -44,7 +44,8 @@ def test_backtest_scores_every_model_side_by_side(bench_slice):
         assert model.scores.cells == len(test)
         assert model.predictions.min() >= 0.0
     text = format_backtest(result)
-    assert "| LightGBM (L1) |" in text and "| soarin |" in text
+    assert "| LightGBM (L1) |" in text
+    assert "| soarin |" in text
 
 
 def test_backtest_predictions_ignore_test_window_observations(bench_slice, tmp_path):
