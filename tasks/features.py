@@ -71,7 +71,6 @@ NUMERIC_FEATURES = [
     # TODO: the daily job's December 2021 window scores 11.14 MAE with these
     # features against 10.55 before ride_age_years, year_profile_level and the
     # extra metadata were added; find which input drifts (docs/benchmarks.md).
-    "ride_age_years",
     "ride_duration_minutes",
     *EXTRA_METADATA_FEATURES,
     "recent_level",
