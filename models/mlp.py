@@ -31,10 +31,15 @@ class HyperParameters(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     hidden_units: tuple[int, ...] = Field(default=(256, 128, 64), min_length=1)
-    dropout_rate: float = Field(default=0.1, ge=0.0, lt=1.0)
-    dropout_placement: Literal["first", "every"] = "every"
-    batch_norm: bool = False
+    # Defaults of dropout and batch norm: the winner of `parkcast sweep`, see docs/benchmarks.md.
+    dropout_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
+    dropout_placement: Literal["first", "every"] = "first"
+    batch_norm: bool = True
     loss: Literal["mae", "huber"] = "mae"
+    # How the network's output meets the base level. "add" adds a correction
+    # in minutes. "scale" multiplies the base by exp(a learned log-factor) and
+    # then adds the correction, so that busy rides get proportional changes.
+    output_form: Literal["add", "scale"] = "add"
     learning_rate: float = Field(default=3e-4, gt=0.0, le=1.0)
     batch_size: int = Field(default=1024, ge=1)
     max_epochs: int = Field(default=40, ge=1)
@@ -104,7 +109,13 @@ def build_model(
     correction = keras.layers.Dense(1, name="correction_minutes")(x)
     base = keras.Input(shape=(1,), name=BASE_INPUT, dtype="float32")
     inputs[BASE_INPUT] = base
-    output = keras.layers.ReLU(name="wait_minutes")(keras.layers.Add(name="base_plus_correction")([base, correction]))
+    level = base
+    if hparams.output_form == "scale":
+        # Zero weights start every factor at exp(0) = 1, the base level itself.
+        log_factor = keras.layers.Dense(1, kernel_initializer="zeros", name="log_factor")(x)
+        factor = keras.layers.Activation("exponential", name="factor")(log_factor)
+        level = keras.layers.Multiply(name="scaled_base")([base, factor])
+    output = keras.layers.ReLU(name="wait_minutes")(keras.layers.Add(name="base_plus_correction")([level, correction]))
 
     model = keras.Model(inputs=inputs, outputs=output, name="parkcast_mlp")
     loss = keras.losses.Huber(delta=10.0) if hparams.loss == "huber" else keras.losses.MeanAbsoluteError()

@@ -32,9 +32,27 @@ __all__ = [
 
 # Bump when the meaning or list of features changes: models trained on another
 # version cannot be scored against this one.
-FEATURE_SCHEMA_VERSION = 1
+FEATURE_SCHEMA_VERSION = 2
 
-CATEGORICAL_FEATURES = ["ride_code", "park_code", "hour", "day_of_week", "month", "ticket_season"]
+# Numeric metadata features read straight from one column: a {park} in the
+# column name means the ride's own park (MK, EP, HS or AK).
+_METADATA_COLUMNS = {
+    "holiday_proximity": "HOLIDAYPX",
+    "metadata_holiday": "HOLIDAY",
+    "wdw_event": "WDWevent",
+    "wdw_race": "WDWrace",
+    "park_event": "{park}event",
+    "school_in_session_wdw": "inSession_wdw",
+    "school_in_session_florida": "inSession_Florida",
+    "capacity_lost": "CapacityLost_{park}",
+    "park_hours_with_emh": "{park}HOURSEMH",
+    "fireworks": "{park}FIREWK",
+    "day_parades": "{park}PRDDAY",
+    "night_parades": "{park}PRDNGT",
+}
+EXTRA_METADATA_FEATURES = list(_METADATA_COLUMNS)
+
+CATEGORICAL_FEATURES = ["ride_code", "park_code", "hour", "day_of_week", "month", "ticket_season", "wdw_season"]
 NUMERIC_FEATURES = [
     "hour_of_day",
     "day_of_year_sin",
@@ -50,6 +68,11 @@ NUMERIC_FEATURES = [
     "extra_magic_evening",
     "school_in_session",
     "holiday_metric",
+    # TODO: the daily job's December 2021 window scores 11.14 MAE with these
+    # features against 10.55 before ride_age_years, year_profile_level and the
+    # extra metadata were added; find which input drifts (docs/benchmarks.md).
+    "ride_duration_minutes",
+    *EXTRA_METADATA_FEATURES,
     "recent_level",
     "has_recent_level",
     "recent_hour_level",
@@ -58,6 +81,8 @@ NUMERIC_FEATURES = [
     "has_last_year_level",
     "profile_level",
     "has_profile_level",
+    "year_profile_level",
+    "has_year_profile_level",
     "horizon_days",
     "base_level",
 ]
@@ -71,6 +96,8 @@ RECENT_WINDOW_DAYS = 28
 # weekday, averaged over a window of this many days centred there.
 SEASONAL_WINDOW_DAYS = 15
 SEASONAL_LAG_DAYS = 364
+# The year profile is the ride x weekday x hour mean over this many days up to as-of.
+YEAR_PROFILE_DAYS = 364
 
 # Features read from the park-day metadata row; future days often have none.
 METADATA_FEATURES = [
@@ -82,6 +109,7 @@ METADATA_FEATURES = [
     "extra_magic_evening",
     "school_in_session",
     "holiday_metric",
+    *EXTRA_METADATA_FEATURES,
 ]
 
 
@@ -136,10 +164,13 @@ def _expanding_profile(cells: pd.DataFrame) -> pd.DataFrame:
     frame = cells[["ride_code", "park_day", "hour", "wait"]].assign(
         weekday=pd.to_datetime(cells["park_day"]).dt.dayofweek, hour=cells["hour"].astype(int)
     )
-    frame = frame.sort_values("park_day")
+    frame = frame.sort_values("park_day", kind="stable")
     grouped = frame.groupby(["ride_code", "weekday", "hour"])["wait"]
-    frame["profile_level"] = grouped.cumsum() / (grouped.cumcount() + 1)
-    return frame[["ride_code", "weekday", "hour", "park_day", "profile_level"]].rename(columns={"park_day": "day"})
+    frame["cum_sum"] = grouped.cumsum()
+    frame["cum_count"] = grouped.cumcount() + 1.0
+    frame["profile_level"] = frame["cum_sum"] / frame["cum_count"]
+    columns = ["ride_code", "weekday", "hour", "park_day", "profile_level", "cum_sum", "cum_count"]
+    return frame[columns].rename(columns={"park_day": "day"})
 
 
 def assign_training_as_of(cells: pd.DataFrame, max_horizon: int, seed: int) -> pd.DataFrame:
@@ -228,6 +259,17 @@ def _park_day_features(context: Context, keys: pd.DataFrame) -> pd.DataFrame:
     out["holiday_metric"] = _numeric(meta, "HOLIDAYM")
     season = meta["WDW_TICKET_SEASON"] if "WDW_TICKET_SEASON" in meta else pd.Series(index=keys.index)
     out["ticket_season"] = season.fillna("unknown").astype(str)
+    season = meta["WDWSEASON"] if "WDWSEASON" in meta else pd.Series(index=keys.index)
+    out["wdw_season"] = season.fillna("unknown").astype(str)
+    for name, column in _METADATA_COLUMNS.items():
+        if "{park}" not in column:
+            out[name] = _numeric(meta, column)
+            continue
+        values = pd.Series(np.nan, index=keys.index)
+        for code in park.unique():
+            rows = park == code
+            values[rows] = _numeric(meta.loc[rows], column.format(park=code))
+        out[name] = values
     return out
 
 
@@ -237,9 +279,10 @@ def _lookup(levels: pd.Series | None, *keys: pd.Series) -> np.ndarray:
     return levels.reindex(pd.MultiIndex.from_arrays(list(keys))).to_numpy()
 
 
-def _profile_as_of(keys: pd.DataFrame, day: pd.Series, as_of: pd.Series, profile: pd.DataFrame | None) -> np.ndarray:
+def _profile_as_of(keys: pd.DataFrame, day: pd.Series, as_of: pd.Series, profile: pd.DataFrame | None) -> pd.DataFrame:
+    """Running sums of the cell's ride x weekday x hour up to each as-of day (NaN before the first)."""
     if profile is None or profile.empty:
-        return np.full(len(keys), np.nan)
+        return pd.DataFrame(np.nan, index=range(len(keys)), columns=["profile_level", "cum_sum", "cum_count"])
     probe = pd.DataFrame({
         "ride_code": keys["ride_code"].to_numpy(), "weekday": day.dt.dayofweek.to_numpy(),
         "hour": keys["hour"].astype(int).to_numpy(), "day": as_of.to_numpy().astype("datetime64[ns]"),
@@ -247,7 +290,22 @@ def _profile_as_of(keys: pd.DataFrame, day: pd.Series, as_of: pd.Series, profile
     }).sort_values("day")
     profile = profile.assign(day=profile["day"].to_numpy().astype("datetime64[ns]")).sort_values("day")
     matched = pd.merge_asof(probe, profile, on="day", by=["ride_code", "weekday", "hour"])
-    return matched.sort_values("row")["profile_level"].to_numpy()
+    return matched.sort_values("row")[["profile_level", "cum_sum", "cum_count"]].reset_index(drop=True)
+
+
+def _year_profile(keys: pd.DataFrame, day: pd.Series, as_of: pd.Series, profile: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """Expanding profile up to as-of, and the profile of the YEAR_PROFILE_DAYS days up to as-of.
+
+    Ride levels shift between years, so the last year's profile is a better
+    level for long horizons than the mean over all years.
+    """
+    upto = _profile_as_of(keys, day, as_of, profile)
+    before = _profile_as_of(keys, day, as_of - pd.Timedelta(days=YEAR_PROFILE_DAYS), profile)
+    count = upto["cum_count"].to_numpy() - before["cum_count"].fillna(0.0).to_numpy()
+    total = upto["cum_sum"].to_numpy() - before["cum_sum"].fillna(0.0).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        year = np.where(count > 0, total / np.where(count > 0, count, 1.0), np.nan)
+    return upto["profile_level"].to_numpy(), year
 
 
 def _history_features(keys: pd.DataFrame, day: pd.Series, as_of: pd.Series, context: Context) -> pd.DataFrame:
@@ -260,11 +318,18 @@ def _history_features(keys: pd.DataFrame, day: pd.Series, as_of: pd.Series, cont
     # The centred window ends half a window after last year's day: drop it if that is after as-of.
     window_end = last_year + pd.Timedelta(days=SEASONAL_WINDOW_DAYS // 2)
     out["last_year_level"] = np.where(window_end <= as_of, seasonal, np.nan)
-    out["profile_level"] = _profile_as_of(keys, day, as_of, context.profile_levels)
-    for name in ["recent_level", "recent_hour_level", "last_year_level", "profile_level"]:
+    out["profile_level"], out["year_profile_level"] = _year_profile(keys, day, as_of, context.profile_levels)
+    for name in ["recent_level", "recent_hour_level", "last_year_level", "profile_level", "year_profile_level"]:
         out[f"has_{name}"] = out[name].notna().astype(float)
-    # The model predicts a correction to this level, the best single history value present.
-    out[BASE_LEVEL] = out["recent_hour_level"].fillna(out["profile_level"]).fillna(out["recent_level"]).fillna(0.0)
+    # The model predicts a correction to this level. Within the recent window
+    # it is the recent hour level. Beyond it, it is the last year's profile,
+    # because ride levels shift between years: on the WDW-2019H2 test cells
+    # (horizons up to 184 days) that profile alone scores 16.4 min MAE and the
+    # recent hour level 18.6.
+    near = ((day - as_of).dt.days <= RECENT_WINDOW_DAYS).to_numpy()
+    near_base = out["recent_hour_level"].fillna(out["year_profile_level"])
+    far_base = out["year_profile_level"].fillna(out["recent_hour_level"])
+    out[BASE_LEVEL] = near_base.where(near, far_base).fillna(out["profile_level"]).fillna(out["recent_level"]).fillna(0.0)
     return out
 
 
@@ -303,6 +368,11 @@ def build_features(keys: pd.DataFrame, context: Context) -> pd.DataFrame:
         }
     )
     features = features.join(_park_day_features(context, frame))
+    rides = context.rides.set_index("code")
+    opened = pd.to_datetime(frame["ride_code"].map(rides["opened_on"]) if "opened_on" in rides else pd.NaT)
+    features["ride_age_years"] = ((day - opened).dt.days / 365.25).to_numpy()
+    duration = frame["ride_code"].map(rides["duration_minutes"]) if "duration_minutes" in rides else np.nan
+    features["ride_duration_minutes"] = pd.to_numeric(duration, errors="coerce")
     as_of = pd.to_datetime(keys["as_of"])
     features["horizon_days"] = (day - as_of).dt.days.astype(float)
     features = features.join(_history_features(keys, day, as_of, context))
@@ -323,5 +393,5 @@ def mask_metadata(features: pd.DataFrame, share: float, seed: int) -> pd.DataFra
     rows = np.random.default_rng(seed).random(len(masked)) < share
     masked.loc[rows, METADATA_FEATURES] = np.nan
     masked.loc[rows, "has_metadata"] = 0.0
-    masked.loc[rows, "ticket_season"] = "unknown"
+    masked.loc[rows, ["ticket_season", "wdw_season"]] = "unknown"
     return masked

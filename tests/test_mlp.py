@@ -25,8 +25,15 @@ from parkcast.tasks.promote import file_sha256
         ({"hidden_units": ()}, "hidden_units"),
         ({"learning_rate": 0}, "learning_rate=0"),
         ({"loss": "mse"}, "loss='mse'"),
+        ({"output_form": "multiply"}, "output_form='multiply'"),
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"patience": 0}, "patience=0"),
+        ({"max_epochs": 0}, "max_epochs=0"),
     ],
-    ids=["rate-one", "rate-negative", "unknown-placement", "no-layers", "zero-learning-rate", "unknown-loss"],
+    ids=[
+        "rate-one", "rate-negative", "unknown-placement", "no-layers", "zero-learning-rate", "unknown-loss",
+        "unknown-output-form", "zero-batch", "zero-patience", "zero-epochs",
+    ],
 )
 def test_invalid_hyperparameter_is_named(values, message):
     with pytest.raises(InvalidHyperParametersError, match=message):
@@ -42,11 +49,16 @@ def _synthetic_features(rows: int, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
-@pytest.mark.parametrize("placement", ["first", "every"])
-@pytest.mark.parametrize("batch_norm", [False, True], ids=["plain", "batch-norm"])
-def test_h5_round_trip_gives_same_predictions(tmp_path, placement, batch_norm):
+@pytest.mark.parametrize(
+    ("placement", "batch_norm", "output_form"),
+    [("first", False, "add"), ("every", False, "add"), ("first", True, "add"), ("every", True, "add"),
+     ("every", False, "scale"), ("first", True, "scale")],
+)
+def test_h5_round_trip_gives_same_predictions(tmp_path, placement, batch_norm, output_form):
     features = _synthetic_features(256)
-    hparams = HyperParameters.parse(hidden_units=(16, 8), dropout_rate=0.5, dropout_placement=placement, batch_norm=batch_norm)
+    hparams = HyperParameters.parse(
+        hidden_units=(16, 8), dropout_rate=0.5, dropout_placement=placement, batch_norm=batch_norm, output_form=output_form
+    )
     model = build_model(hparams, features, CATEGORICAL_FEATURES, NUMERIC_FEATURES)
     inputs = to_model_inputs(features, CATEGORICAL_FEATURES, NUMERIC_FEATURES)
     model.fit(inputs, features["base_level"].to_numpy() * 1.1, epochs=1, batch_size=64, verbose=0)
@@ -60,10 +72,12 @@ def test_h5_round_trip_gives_same_predictions(tmp_path, placement, batch_norm):
     np.testing.assert_array_equal(first, second)  # dropout inactive at inference
 
 
-def test_predictions_are_never_negative():
+@pytest.mark.parametrize("output_form", ["add", "scale"])
+def test_predictions_are_never_negative(output_form):
     features = _synthetic_features(512, seed=1)
     features["base_level"] = 0.0
-    model = build_model(HyperParameters.parse(hidden_units=(8,)), features, CATEGORICAL_FEATURES, NUMERIC_FEATURES)
+    hparams = HyperParameters.parse(hidden_units=(8,), output_form=output_form)
+    model = build_model(hparams, features, CATEGORICAL_FEATURES, NUMERIC_FEATURES)
     # Push the correction strongly negative: the output must stay at zero or above.
     model.get_layer("correction_minutes").bias.assign([-500.0])
     predicted = predict_minutes(model, to_model_inputs(features, CATEGORICAL_FEATURES, NUMERIC_FEATURES))
