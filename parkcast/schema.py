@@ -188,3 +188,5 @@ forecasts = sa.Table(
     # False where the park day had no metadata row and typical hours were used.
     sa.Column("from_metadata", sa.Boolean, nullable=False),
 )
+# forecast_latest (sql/views/) looks up newer sets of the same ride and park day.
+sa.Index("ix_forecasts_ride_day", forecasts.c.ride_id, forecasts.c.park_day)

@@ -90,9 +90,13 @@ def _typical_hours(cells: pd.DataFrame) -> dict[str, list[int]]:
 
 
 def _hours_from_metadata(opens_minute: int, closes_minute: int) -> list[int]:
-    """Local clock hours (0-23) overlapping the opening interval; 25:00 close gives hour 0."""
+    """Local clock hours (0-23) overlapping the opening interval; 25:00 close gives hour 0.
+
+    A park open more than 24 hours (metadata allows closes up to 30:00) would
+    repeat clock hours, so each hour is kept once, at its first occurrence.
+    """
     first, last = opens_minute // 60, (closes_minute - 1) // 60
-    return [hour % 24 for hour in range(first, last + 1)]
+    return list(dict.fromkeys(hour % 24 for hour in range(first, last + 1)))
 
 
 def forecast_keys(engine: sa.Engine, context: Context, cells: pd.DataFrame, as_of: date, horizon_days: int) -> pd.DataFrame:
@@ -122,6 +126,8 @@ class ForecastResult:
     rows: int
     fallback_days: int
     unchanged: bool
+    # Park days whose rows used typical hours because metadata did not cover them.
+    fallback_dates: tuple[date, ...] = ()
 
 
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
@@ -135,13 +141,14 @@ def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, ce
     """
     as_of = pd.Timestamp(cells["park_day"].max()).date()
     keys = forecast_keys(engine, context, cells, as_of, horizon_days)
-    fallback_days = int(keys.loc[~keys["from_metadata"], "park_day"].nunique())
+    fallback_dates = tuple(sorted(set(keys.loc[~keys["from_metadata"], "park_day"])))
+    fallback_days = len(fallback_dates)
     sets = schema.forecast_sets
     with engine.connect() as connection:
         existing = connection.execute(sa.select(sets).where(sets.c.as_of == as_of)).first()
     if existing is not None and existing.model_version_id == loaded.version_id and existing.row_count == len(keys):
         get_logger().info("Forecasts for as-of %s by model %s already stored; nothing to write", as_of, loaded.version_id)
-        return ForecastResult(as_of, len(keys), fallback_days, unchanged=True)
+        return ForecastResult(as_of, len(keys), fallback_days, unchanged=True, fallback_dates=fallback_dates)
 
     features = build_features(keys, context)
     predicted = predict_minutes(loaded.model, to_model_inputs(features, CATEGORICAL_FEATURES, NUMERIC_FEATURES))
@@ -162,4 +169,4 @@ def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, ce
             connection.execute(sa.insert(schema.forecasts), rows)
     get_logger().info("Wrote %d forecasts for %d park days after %s (%d days without metadata)",
                       len(rows), horizon_days, as_of, fallback_days)
-    return ForecastResult(as_of, len(rows), fallback_days, unchanged=False)
+    return ForecastResult(as_of, len(rows), fallback_days, unchanged=False, fallback_dates=fallback_dates)
