@@ -44,7 +44,7 @@ def show_settings() -> None:
 
 
 def _read_engine():
-    """Open the configured database for reading; exit with a message when it is not usable."""
+    """Open the configured database for reading, or exit with the error when it is not reachable."""
     from parkcast.db import DatabaseUnavailableError, make_engine
 
     try:

@@ -72,7 +72,7 @@ park_day_crowd_index = sa.Table(
 
 
 class ForecastLookupError(ValueError):
-    """A requested park, ride or day has no forecasts; the message lists valid values."""
+    """A requested park, ride or day is invalid or has no forecasts. The message lists valid values."""
 
 
 class DayForecast:

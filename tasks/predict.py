@@ -16,10 +16,10 @@ from prefect.cache_policies import NONE
 from parkcast import schema
 from parkcast.logs import get_logger
 from parkcast.models.mlp import predict_minutes, to_model_inputs
-from parkcast.tasks.features import CATEGORICAL_FEATURES, FEATURE_SCHEMA_VERSION, NUMERIC_FEATURES, Context, build_features
+from parkcast.tasks.features import CATEGORICAL_FEATURES, FEATURE_SCHEMA_VERSION, METADATA_FEATURES, NUMERIC_FEATURES, Context, build_features
 from parkcast.tasks.promote import file_sha256
 
-__all__ = ["NoUsableModelError", "LoadedModel", "load_model_file", "load_champion", "forecast_keys", "ForecastResult", "write_forecasts"]
+__all__ = ["NoUsableModelError", "LoadedModel", "load_model_file", "load_champion", "forecast_keys", "calendar_only_where_fallback", "ForecastResult", "write_forecasts"]
 
 # A ride's typical hours are those it was observed open on at least this share
 # of its recent park days.
@@ -118,6 +118,21 @@ def forecast_keys(engine: sa.Engine, context: Context, cells: pd.DataFrame, as_o
     return keys.assign(as_of=pd.Timestamp(as_of))
 
 
+def calendar_only_where_fallback(features: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """Blank the metadata features of rows forecast from typical hours.
+
+    A park day can have a metadata row but no opening hours for one park. Its
+    rows then use typical hours and, like days without metadata, only
+    calendar features, as the model saw in training (see mask_metadata).
+    """
+    fallback = ~keys["from_metadata"].astype(bool).to_numpy()
+    features = features.copy()
+    features.loc[fallback, METADATA_FEATURES] = np.nan
+    features.loc[fallback, "has_metadata"] = 0.0
+    features.loc[fallback, "ticket_season"] = "unknown"
+    return features
+
+
 @dataclass(frozen=True)
 class ForecastResult:
     """What one forecast write did."""
@@ -150,7 +165,7 @@ def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, ce
         get_logger().info("Forecasts for as-of %s by model %s already stored; nothing to write", as_of, loaded.version_id)
         return ForecastResult(as_of, len(keys), fallback_days, unchanged=True, fallback_dates=fallback_dates)
 
-    features = build_features(keys, context)
+    features = calendar_only_where_fallback(build_features(keys, context), keys)
     predicted = predict_minutes(loaded.model, to_model_inputs(features, CATEGORICAL_FEATURES, NUMERIC_FEATURES))
     with engine.begin() as connection:
         connection.execute(sa.delete(schema.forecasts).where(

@@ -1,6 +1,6 @@
 """Forecast sets and the read-side views, on a real slice around the end of the metadata.
 
-The slice holds three rides from 2021-07-01 to 2021-08-28; the park-day
+The slice contains three rides from 2021-07-01 to 2021-08-28. The park-day
 metadata ends on 2021-08-31, so a set written as of 2021-08-28 falls back to
 typical hours from 2021-09-01. A small untrained Keras model (real layers,
 random weights) writes the forecasts, so no test trains.
@@ -27,7 +27,7 @@ from parkcast.settings import get_settings
 from parkcast.summary import format_daily_summary
 from parkcast.tasks.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, build_features, load_cells, load_context, with_history
 from parkcast.tasks.ingest import ingest_folder
-from parkcast.tasks.predict import LoadedModel, _hours_from_metadata, write_forecasts
+from parkcast.tasks.predict import LoadedModel, _hours_from_metadata, _typical_hours, calendar_only_where_fallback, forecast_keys, write_forecasts
 from tests.conftest import SLICE_RIDES, _postgres_server_url, write_slice
 
 HORIZON = 7
@@ -145,7 +145,7 @@ def test_latest_view_takes_newest_set_per_ride_day(published):
     assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"].head()
     assert (merged["as_of_expected"] == merged["as_of_view"]).all()
     np.testing.assert_allclose(merged["predicted_wait_view"], merged["predicted_wait_expected"])
-    # 08-19 to 08-21 are in the sets as of 08-14 and 08-18; the newer one wins.
+    # 08-19 to 08-21 are in the sets as of 08-14 and 08-18, and the newer one wins.
     overlap = view[view["park_day"] == date(2021, 8, 20)]
     assert set(overlap["as_of"]) == {AS_OF_C}
     assert set(view.loc[view["park_day"] == date(2021, 8, 16), "as_of"]) == {AS_OF_A}
@@ -206,7 +206,7 @@ def test_accuracy_views_match_observations(published):
     assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"].head()
     np.testing.assert_allclose(merged["actual_wait_view"], merged["actual_wait_expected"])
     assert (merged["horizon_day_view"] == merged["horizon_day_expected"]).all()
-    # Sets as of 08-14 and 08-18 cover observed days; the set as of 08-28 does not.
+    # Sets as of 08-14 and 08-18 cover observed days, but the set as of 08-28 does not.
     assert set(view["as_of"]) == {AS_OF_A, AS_OF_C}
     assert set(view["horizon_day"]) == set(range(1, HORIZON + 1))
 
@@ -240,6 +240,34 @@ def test_fallback_days_are_marked(published):
                                rejected_by_reason={}, failed_files={}),
         retrain=None, champion_id="tiny-a", champion_problems=[], forecast=result, database="sqlite://")
     assert "no park-day metadata for 2021-09-01 to 2021-09-04" in format_daily_summary(summary)
+
+
+def test_park_without_hours_falls_back(published):
+    """A metadata row without one park's hours: that park's rows use typical hours and calendar features."""
+    engine, day = published.engine, date(2021, 8, 30)
+    known = published.cells
+    hours = schema.park_hours
+    with engine.begin() as connection:
+        removed = connection.execute(sa.select(hours).where(hours.c.park_day == day, hours.c.park_code == "EP")).one()
+        connection.execute(sa.delete(hours).where(hours.c.park_day == day, hours.c.park_code == "EP"))
+    try:
+        keys = forecast_keys(engine, published.context, known, AS_OF_B, HORIZON)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.insert(hours).values(**removed._mapping))
+    on_day = keys[keys["park_day"] == day]
+    epcot = on_day[on_day["ride_code"] == "soarin"]
+    others = on_day[on_day["ride_code"] != "soarin"]
+    assert not epcot["from_metadata"].any()
+    assert others["from_metadata"].all()
+    assert sorted(epcot["hour"]) == _typical_hours(known)["soarin"]
+
+    features = calendar_only_where_fallback(build_features(keys, published.context), keys)
+    assert (features.loc[epcot.index, "has_metadata"] == 0.0).all()
+    assert features.loc[epcot.index, "park_open_hour"].isna().all()
+    assert (features.loc[epcot.index, "ticket_season"] == "unknown").all()
+    assert (features.loc[others.index, "has_metadata"] == 1.0).all()
+    assert features.loc[others.index, "park_open_hour"].notna().all()
 
 
 def test_hours_past_midnight_and_over_24():
