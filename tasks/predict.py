@@ -19,7 +19,7 @@ from parkcast.models.mlp import predict_minutes, to_model_inputs
 from parkcast.tasks.features import CATEGORICAL_FEATURES, FEATURE_SCHEMA_VERSION, METADATA_FEATURES, NUMERIC_FEATURES, Context, build_features
 from parkcast.tasks.promote import file_sha256
 
-__all__ = ["NoUsableModelError", "LoadedModel", "load_model_file", "load_champion", "forecast_keys", "calendar_only_where_fallback", "ForecastResult", "write_forecasts"]
+__all__ = ["NoUsableModelError", "LoadedModel", "load_model_file", "load_champion", "forecast_keys", "calendar_only_where_fallback", "refresh_park_day_history", "ForecastResult", "write_forecasts"]
 
 # A ride's typical hours are those it was observed open on at least this share
 # of its recent park days.
@@ -133,6 +133,20 @@ def calendar_only_where_fallback(features: pd.DataFrame, keys: pd.DataFrame) -> 
     return features
 
 
+def refresh_park_day_history(connection: sa.Connection) -> None:
+    """Replace the park_day_history table with the park_day_observed view's current rows.
+
+    The crowd index reads this copy because the view aggregates every
+    observation, which takes seconds on the bundled data (docs/benchmarks.md).
+    """
+    history = schema.park_day_history
+    observed = sa.table("park_day_observed", *(sa.column(name) for name in ["park_code", "park_day", "mean_wait", "cells"]))
+    connection.execute(sa.delete(history))
+    connection.execute(sa.insert(history).from_select(
+        ["park_code", "park_day", "mean_wait", "cells"],
+        sa.select(observed.c.park_code, observed.c.park_day, observed.c.mean_wait, observed.c.cells)))
+
+
 @dataclass(frozen=True)
 class ForecastResult:
     """What one forecast write did."""
@@ -161,7 +175,10 @@ def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, ce
     sets = schema.forecast_sets
     with engine.connect() as connection:
         existing = connection.execute(sa.select(sets).where(sets.c.as_of == as_of)).first()
-    if existing is not None and existing.model_version_id == loaded.version_id and existing.row_count == len(keys):
+    if (existing is not None and existing.model_version_id == loaded.version_id and existing.row_count == len(keys)
+            and existing.horizon_days == horizon_days):
+        with engine.begin() as connection:
+            refresh_park_day_history(connection)
         get_logger().info("Forecasts for as-of %s by model %s already stored; nothing to write", as_of, loaded.version_id)
         return ForecastResult(as_of, len(keys), fallback_days, unchanged=True, fallback_dates=fallback_dates)
 
@@ -182,6 +199,7 @@ def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, ce
         ]
         if rows:
             connection.execute(sa.insert(schema.forecasts), rows)
+        refresh_park_day_history(connection)
     get_logger().info("Wrote %d forecasts for %d park days after %s (%d days without metadata)",
                       len(rows), horizon_days, as_of, fallback_days)
     return ForecastResult(as_of, len(rows), fallback_days, unchanged=False, fallback_dates=fallback_dates)

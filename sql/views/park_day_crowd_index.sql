@@ -32,7 +32,7 @@ placed AS (
         COUNT(h.park_day) AS history_days,
         SUM(CASE WHEN h.mean_wait < d.mean_wait THEN 1 ELSE 0 END) AS history_days_below
     FROM forecast_days d
-    LEFT JOIN park_day_observed h ON h.park_code = d.park_code
+    LEFT JOIN park_day_history h ON h.park_code = d.park_code
     GROUP BY d.park_code, d.park_day, d.as_of, d.mean_wait, d.cells, d.rides, d.fallback_cells
 )
 SELECT

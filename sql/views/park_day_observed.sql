@@ -1,7 +1,8 @@
 -- Observed mean posted wait of each park on each park day, averaged the way
 -- forecasts are: first the mean posted wait per (ride, hour) cell, then the
 -- mean over the park's cells of the day. Closed rides and missing posted waits
--- are left out. This is the reference distribution of the crowd index.
+-- are left out. Each forecast write copies it into the park_day_history
+-- table, the reference distribution of the crowd index.
 CREATE VIEW park_day_observed AS
 SELECT
     park_code,

@@ -1,4 +1,4 @@
-"""Create the read-side forecast views and an index that serves them.
+"""Create the read-side forecast views, the park-day history table and an index.
 
 Revision ID: 0004
 Revises: 0001
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence, Union
 
 from alembic import op
+import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
@@ -36,16 +37,24 @@ def view_sql(name: str, dialect: str) -> str:
 
 
 def upgrade() -> None:
-    """Index forecasts by ride and day, then create every view."""
+    """Index forecasts by ride and day, create the history table, then every view."""
     # forecast_latest looks up newer sets of the same ride and park day.
     op.create_index('ix_forecasts_ride_day', 'forecasts', ['ride_id', 'park_day'])
+    op.create_table('park_day_history',
+    sa.Column('park_code', sa.String(length=2), nullable=False),
+    sa.Column('park_day', sa.Date(), nullable=False),
+    sa.Column('mean_wait', sa.Float(), nullable=False),
+    sa.Column('cells', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('park_code', 'park_day')
+    )
     dialect = op.get_bind().dialect.name
     for name in VIEWS:
         op.execute(view_sql(name, dialect))
 
 
 def downgrade() -> None:
-    """Drop every view, newest first, then the index."""
+    """Drop every view, newest first, then the history table and the index."""
     for name in reversed(VIEWS):
         op.execute(f"DROP VIEW IF EXISTS {name}")
+    op.drop_table('park_day_history')
     op.drop_index('ix_forecasts_ride_day', table_name='forecasts')
