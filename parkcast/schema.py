@@ -202,3 +202,5 @@ park_day_history = sa.Table(
     sa.Column("mean_wait", sa.Float, nullable=False),
     sa.Column("cells", sa.Integer, nullable=False),
 )
+# The crowd index counts a park's history days below a forecast mean.
+sa.Index("ix_park_day_history_wait", park_day_history.c.park_code, park_day_history.c.mean_wait)

@@ -21,19 +21,16 @@ WITH forecast_days AS (
     GROUP BY park_code, park_day
 ),
 placed AS (
+    -- Correlated counts use the (park_code, mean_wait) index of the history,
+    -- because a join and GROUP BY over every history row took seconds on SQLite.
     SELECT
-        d.park_code,
-        d.park_day,
-        d.as_of,
-        d.mean_wait,
-        d.cells,
-        d.rides,
-        d.fallback_cells,
-        COUNT(h.park_day) AS history_days,
-        SUM(CASE WHEN h.mean_wait < d.mean_wait THEN 1 ELSE 0 END) AS history_days_below
+        d.*,
+        (SELECT COUNT(*) FROM park_day_history h WHERE h.park_code = d.park_code) AS history_days,
+        (
+            SELECT COUNT(*) FROM park_day_history h
+            WHERE h.park_code = d.park_code AND h.mean_wait < d.mean_wait
+        ) AS history_days_below
     FROM forecast_days d
-    LEFT JOIN park_day_history h ON h.park_code = d.park_code
-    GROUP BY d.park_code, d.park_day, d.as_of, d.mean_wait, d.cells, d.rides, d.fallback_cells
 )
 SELECT
     park_code,

@@ -47,6 +47,8 @@ def upgrade() -> None:
     sa.Column('cells', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('park_code', 'park_day')
     )
+    # The crowd index counts a park's history days below a forecast mean.
+    op.create_index('ix_park_day_history_wait', 'park_day_history', ['park_code', 'mean_wait'])
     dialect = op.get_bind().dialect.name
     for name in VIEWS:
         op.execute(view_sql(name, dialect))
