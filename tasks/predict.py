@@ -184,6 +184,8 @@ def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, ce
 
     features = calendar_only_where_fallback(build_features(keys, context), keys)
     predicted = predict_minutes(loaded.model, to_model_inputs(features, CATEGORICAL_FEATURES, NUMERIC_FEATURES))
+    # TODO: two runs writing the same as-of day at once make the later insert
+    # fail on the unique as_of, and only the task retry then replaces the set.
     with engine.begin() as connection:
         connection.execute(sa.delete(schema.forecasts).where(
             schema.forecasts.c.forecast_set_id.in_(sa.select(sets.c.id).where(sets.c.as_of == as_of))))
