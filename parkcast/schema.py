@@ -18,6 +18,7 @@ __all__ = [
     "registry_events",
     "forecast_sets",
     "forecasts",
+    "park_day_history",
 ]
 
 metadata = sa.MetaData()
@@ -209,3 +210,18 @@ forecasts = sa.Table(
     # False where the park day had no metadata row and typical hours were used.
     sa.Column("from_metadata", sa.Boolean, nullable=False),
 )
+# forecast_latest (sql/views/) looks up newer sets of the same ride and park day.
+sa.Index("ix_forecasts_ride_day", forecasts.c.ride_id, forecasts.c.park_day)
+
+# Copy of the park_day_observed view (sql/views/), refreshed with each forecast
+# write: the crowd index reads it instead of aggregating every observation.
+park_day_history = sa.Table(
+    "park_day_history",
+    metadata,
+    sa.Column("park_code", sa.String(2), primary_key=True),
+    sa.Column("park_day", sa.Date, primary_key=True),
+    sa.Column("mean_wait", sa.Float, nullable=False),
+    sa.Column("cells", sa.Integer, nullable=False),
+)
+# The crowd index counts a park's history days below a forecast mean.
+sa.Index("ix_park_day_history_wait", park_day_history.c.park_code, park_day_history.c.mean_wait)

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
         description="Folder where model versions are written as .h5 files.",
     )
     horizon_days: int = Field(
-        default=7, ge=1, le=60, description="Number of park days to forecast."
+        default=14, ge=1, le=60, description="Number of park days to forecast."
     )
     seed: int = Field(default=42, description="Random seed for training.")
     evaluation_days: int = Field(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["format_daily_summary"]
+__all__ = ["format_daily_summary", "format_date_ranges"]
 
 READ_QUERY = (
     "SELECT r.code, f.park_day, f.hour, f.predicted_wait FROM forecasts f "
@@ -38,6 +38,22 @@ def format_daily_summary(summary) -> str:
         f"Forecasts: {forecast.rows} rows {state} for the park days after {forecast.as_of} "
         f"({forecast.fallback_days} days without metadata used typical hours)"
     )
+    if forecast.fallback_dates:
+        lines.append(
+            f"  WARNING no park-day metadata for {format_date_ranges(forecast.fallback_dates)}: those rows use the "
+            "ride's typical hours and calendar-only features (forecasts.from_metadata is false)"
+        )
     lines.append(f"Database: {summary.database}")
     lines.append(f"Read them: {READ_QUERY}")
     return "\n".join(lines)
+
+
+def format_date_ranges(days) -> str:
+    """Render sorted dates as comma-separated runs, such as '2021-09-01 to 2021-09-04'."""
+    runs: list[list] = []
+    for day in days:
+        if runs and (day - runs[-1][-1]).days == 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]} to {run[-1]}" for run in runs)

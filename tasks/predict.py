@@ -14,11 +14,11 @@ from prefect.cache_policies import NONE
 from parkcast import schema
 from parkcast.logs import get_logger
 from parkcast.models.mlp import predict_minutes, to_model_inputs
-from parkcast.tasks.features import CATEGORICAL_FEATURES, FEATURE_SCHEMA_VERSION, NUMERIC_FEATURES, Context, build_features
+from parkcast.tasks.features import CATEGORICAL_FEATURES, FEATURE_SCHEMA_VERSION, METADATA_FEATURES, NUMERIC_FEATURES, Context, build_features
 from parkcast.tasks import registry
 from parkcast.tasks.registry import LoadedModel, NoUsableModelError, load_model_file
 
-__all__ = ["NoUsableModelError", "LoadedModel", "load_model_file", "load_champion", "forecast_keys", "ForecastResult", "write_forecasts"]
+__all__ = ["NoUsableModelError", "LoadedModel", "load_model_file", "load_champion", "forecast_keys", "calendar_only_where_fallback", "refresh_park_day_history", "ForecastResult", "write_forecasts"]
 
 # A ride's typical hours are those it was observed open on at least this share
 # of its recent park days.
@@ -44,9 +44,13 @@ def _typical_hours(cells: pd.DataFrame) -> dict[str, list[int]]:
 
 
 def _hours_from_metadata(opens_minute: int, closes_minute: int) -> list[int]:
-    """Local clock hours (0-23) overlapping the opening interval; 25:00 close gives hour 0."""
+    """Local clock hours (0-23) overlapping the opening interval; 25:00 close gives hour 0.
+
+    A park open more than 24 hours (metadata allows closes up to 30:00) would
+    repeat clock hours, so each hour is kept once, at its first occurrence.
+    """
     first, last = opens_minute // 60, (closes_minute - 1) // 60
-    return [hour % 24 for hour in range(first, last + 1)]
+    return list(dict.fromkeys(hour % 24 for hour in range(first, last + 1)))
 
 
 def forecast_keys(engine: sa.Engine, context: Context, cells: pd.DataFrame, as_of: date, horizon_days: int) -> pd.DataFrame:
@@ -68,6 +72,35 @@ def forecast_keys(engine: sa.Engine, context: Context, cells: pd.DataFrame, as_o
     return keys.assign(as_of=pd.Timestamp(as_of))
 
 
+def calendar_only_where_fallback(features: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """Blank the metadata features of rows forecast from typical hours.
+
+    A park day can have a metadata row but no opening hours for one park. Its
+    rows then use typical hours and, like days without metadata, only
+    calendar features, as the model saw in training (see mask_metadata).
+    """
+    fallback = ~keys["from_metadata"].astype(bool).to_numpy()
+    features = features.copy()
+    features.loc[fallback, METADATA_FEATURES] = np.nan
+    features.loc[fallback, "has_metadata"] = 0.0
+    features.loc[fallback, ["ticket_season", "wdw_season"]] = "unknown"
+    return features
+
+
+def refresh_park_day_history(connection: sa.Connection) -> None:
+    """Replace the park_day_history table with the park_day_observed view's current rows.
+
+    The crowd index reads this copy because the view aggregates every
+    observation, which takes seconds on the bundled data (docs/benchmarks.md).
+    """
+    history = schema.park_day_history
+    observed = sa.table("park_day_observed", *(sa.column(name) for name in ["park_code", "park_day", "mean_wait", "cells"]))
+    connection.execute(sa.delete(history))
+    connection.execute(sa.insert(history).from_select(
+        ["park_code", "park_day", "mean_wait", "cells"],
+        sa.select(observed.c.park_code, observed.c.park_day, observed.c.mean_wait, observed.c.cells)))
+
+
 @dataclass(frozen=True)
 class ForecastResult:
     """What one forecast write did."""
@@ -76,6 +109,8 @@ class ForecastResult:
     rows: int
     fallback_days: int
     unchanged: bool
+    # Park days whose rows used typical hours because metadata did not cover them.
+    fallback_dates: tuple[date, ...] = ()
 
 
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
@@ -89,16 +124,22 @@ def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, ce
     """
     as_of = pd.Timestamp(cells["park_day"].max()).date()
     keys = forecast_keys(engine, context, cells, as_of, horizon_days)
-    fallback_days = int(keys.loc[~keys["from_metadata"], "park_day"].nunique())
+    fallback_dates = tuple(sorted(set(keys.loc[~keys["from_metadata"], "park_day"])))
+    fallback_days = len(fallback_dates)
     sets = schema.forecast_sets
     with engine.connect() as connection:
         existing = connection.execute(sa.select(sets).where(sets.c.as_of == as_of)).first()
-    if existing is not None and existing.model_version_id == loaded.version_id and existing.row_count == len(keys):
+    if (existing is not None and existing.model_version_id == loaded.version_id and existing.row_count == len(keys)
+            and existing.horizon_days == horizon_days):
+        with engine.begin() as connection:
+            refresh_park_day_history(connection)
         get_logger().info("Forecasts for as-of %s by model %s already stored; nothing to write", as_of, loaded.version_id)
-        return ForecastResult(as_of, len(keys), fallback_days, unchanged=True)
+        return ForecastResult(as_of, len(keys), fallback_days, unchanged=True, fallback_dates=fallback_dates)
 
-    features = build_features(keys, context)
+    features = calendar_only_where_fallback(build_features(keys, context), keys)
     predicted = predict_minutes(loaded.model, to_model_inputs(features, CATEGORICAL_FEATURES, NUMERIC_FEATURES))
+    # TODO: two runs writing the same as-of day at once make the later insert
+    # fail on the unique as_of, and only the task retry then replaces the set.
     with engine.begin() as connection:
         connection.execute(sa.delete(schema.forecasts).where(
             schema.forecasts.c.forecast_set_id.in_(sa.select(sets.c.id).where(sets.c.as_of == as_of))))
@@ -114,6 +155,7 @@ def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, ce
         ]
         if rows:
             connection.execute(sa.insert(schema.forecasts), rows)
+        refresh_park_day_history(connection)
     get_logger().info("Wrote %d forecasts for %d park days after %s (%d days without metadata)",
                       len(rows), horizon_days, as_of, fallback_days)
-    return ForecastResult(as_of, len(rows), fallback_days, unchanged=False)
+    return ForecastResult(as_of, len(rows), fallback_days, unchanged=False, fallback_dates=fallback_dates)
