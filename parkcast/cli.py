@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -229,6 +230,7 @@ def retrain_command(
                f"{'promoted' if result.promoted else 'rejected'}: {result.reason}")
 
 
+@app.command()
 def backtest(
     seeds: int = typer.Option(1, help="MLPs trained with consecutive seeds; their mean is the MLP forecast"),
     lightgbm: bool = typer.Option(True, help="Also score LightGBM (needs the bench extra)"),
@@ -351,6 +353,26 @@ def calendar(
         _views_missing(error)
     finally:
         engine.dispose()
+
+
+@app.command()
+def replay(
+    start: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="First simulated day."),
+    end: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="Last simulated day."),
+    retrain_every: int = typer.Option(7, help="Days between retrains."),
+    replay_url: str = typer.Option(None, help="Database for the replay; default var/replay.db beside the model folder."),
+    plot: Path = typer.Option(None, help="Write MAE by horizon and by ride to this PNG file."),
+) -> None:
+    """Replay history day by day into a separate database and score what it served."""
+    from parkcast.flows.replay import format_replay_report, plot_replay_report
+    from parkcast.flows.replay import replay as replay_flow
+
+    with _readable_errors():
+        report = replay_flow(start.date(), end.date(), retrain_every, replay_url)
+    typer.echo(format_replay_report(report))
+    if plot is not None:
+        plot_replay_report(report, plot)
+        typer.echo(f"Plot written to {plot}")
 
 
 if __name__ == "__main__":

@@ -129,12 +129,18 @@ class Context:
     profile_levels: pd.DataFrame | None = None
 
 
-def _rolling_by(series: pd.Series, group: list[str], window: int, center: bool = False) -> pd.Series:
-    """Rolling mean over calendar days of a (group..., park_day) series, per group."""
+def _rolling_by(
+    series: pd.Series, group: list[str], window: int, last_day: pd.Timestamp, center: bool = False
+) -> pd.Series:
+    """Rolling mean over calendar days of a (group..., park_day) series, per group.
+
+    Each group runs to `last_day`, so a group last seen before an as-of day
+    still has its level on that day.
+    """
     parts = []
     for key, part in series.groupby(level=group[0] if len(group) == 1 else group):
         part = part.droplevel(group)
-        full = part.reindex(pd.date_range(part.index.min(), part.index.max(), freq="D"))
+        full = part.reindex(pd.date_range(part.index.min(), max(part.index.max(), last_day), freq="D"))
         rolled = full.rolling(window, min_periods=3, center=center).mean().dropna()
         key = key if isinstance(key, tuple) else (key,)
         index = pd.MultiIndex.from_tuples([(*key, day) for day in rolled.index], names=[*group, "day"])
@@ -150,11 +156,12 @@ def with_history(context: Context, cells: pd.DataFrame) -> Context:
     """
     daily = cells.groupby(["ride_code", "park_day"])["wait"].mean()
     hourly = cells.set_index(["ride_code", "hour", "park_day"])["wait"]
+    last_day = pd.Timestamp(cells["park_day"].max())
     return replace(
         context,
-        recent_levels=_rolling_by(daily, ["ride_code"], RECENT_WINDOW_DAYS),
-        recent_hour_levels=_rolling_by(hourly, ["ride_code", "hour"], RECENT_WINDOW_DAYS),
-        seasonal_levels=_rolling_by(daily, ["ride_code"], SEASONAL_WINDOW_DAYS, center=True),
+        recent_levels=_rolling_by(daily, ["ride_code"], RECENT_WINDOW_DAYS, last_day),
+        recent_hour_levels=_rolling_by(hourly, ["ride_code", "hour"], RECENT_WINDOW_DAYS, last_day),
+        seasonal_levels=_rolling_by(daily, ["ride_code"], SEASONAL_WINDOW_DAYS, last_day, center=True),
         profile_levels=_expanding_profile(cells),
     )
 
