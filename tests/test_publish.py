@@ -26,7 +26,7 @@ from parkcast.models.mlp import HyperParameters, build_model
 from parkcast.settings import get_settings
 from parkcast.summary import format_daily_summary
 from parkcast.tasks.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, build_features, load_cells, load_context, with_history
-from parkcast.tasks.ingest import ingest_folder
+from parkcast.tasks.ingest import IngestSummary, ingest_folder
 from parkcast.tasks.predict import LoadedModel, _hours_from_metadata, _typical_hours, calendar_only_where_fallback, forecast_keys, write_forecasts
 from tests.conftest import SLICE_RIDES, _postgres_server_url, write_slice
 
@@ -236,8 +236,7 @@ def test_fallback_days_are_marked(published):
         for ride, ride_hours in ride_rows.groupby("ride_code"):
             assert sorted(ride_hours["hour"]) == sorted(_hours_from_metadata(row.opens_minute, row.closes_minute))
     summary = SimpleNamespace(
-        ingest=SimpleNamespace(files_read=3, files_skipped=0, rows_read=1, rows_stored=1, rows_rejected=0,
-                               rejected_by_reason={}, failed_files={}),
+        ingest=IngestSummary(files_read=3, rows_read=1, rows_stored=1),
         retrain=None, champion_id="tiny-a", champion_problems=[], forecast=result, database="sqlite://")
     assert "no park-day metadata for 2021-09-01 to 2021-09-04" in format_daily_summary(summary)
 

@@ -1,7 +1,7 @@
 """Create the read-side forecast views, the park-day history table and an index.
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 
 """
 from pathlib import Path
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision: str = '0004'
-down_revision: Union[str, Sequence[str], None] = '0001'
+down_revision: Union[str, Sequence[str], None] = '0003'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
