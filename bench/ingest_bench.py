@@ -1,12 +1,13 @@
 """Measure parkcast's ingest against the raw limit, and its peak memory as history grows.
 
-    python bench/ingest_bench.py speed [--postgres URL]
+    python bench/ingest_bench.py speed [--postgres URL] [--no-sqlite]
     python bench/ingest_bench.py memory [--scale 4]
 
 `speed` ingests the bundled ride files into an empty SQLite database (and an
 empty PostgreSQL database with --postgres) and, in the same run, times the raw
 limit: pandas.read_csv of the same files plus one plain executemany of the
-same rows into a table with the same unique index.
+same rows into a table with the same unique index. On PostgreSQL each of the
+two runs gets its own new database, dropped at the end.
 
 `memory` runs the ingest in a child process for the bundled data and for
 `--scale` times that history, and prints each child's peak RSS. The larger
@@ -82,36 +83,43 @@ def _raw_seconds(url: str, data_dir: Path) -> tuple[float, int]:
     return seconds, len(rows)
 
 
-def _postgres_database(server_url: str) -> tuple[str, sa.Engine, str]:
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+def _create_postgres_database(admin: sa.Engine, server_url: str, created: list[str]) -> str:
+    """Create an empty database on the server of `server_url`, append its name to `created`; return its URL."""
     name = f"parkcast_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    return sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False), admin, name
+    created.append(name)
+    return sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
-def speed(postgres: str | None) -> None:
-    targets = [("SQLite", None)] + ([("PostgreSQL", postgres)] if postgres else [])
-    for label, server_url in targets:
-        with tempfile.TemporaryDirectory() as folder:
-            if server_url is None:
-                ingest_url = f"sqlite:///{folder}/parkcast.db"
-                raw_url = f"sqlite:///{folder}/raw.db"
-                admin = None
+def _speed_once(label: str, server_url: str | None) -> None:
+    """Time parkcast's ingest and the raw limit, each into its own empty database, then drop them."""
+    with tempfile.TemporaryDirectory() as folder:
+        admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT") if server_url else None
+        created: list[str] = []
+        try:
+            if admin is None:
+                ingest_url, raw_url = f"sqlite:///{folder}/parkcast.db", f"sqlite:///{folder}/raw.db"
             else:
-                ingest_url, admin, ingest_name = _postgres_database(server_url)
-                raw_url, _, raw_name = _postgres_database(server_url)
-            try:
-                ingest, stored = _ingest_seconds(ingest_url, DATA_DIR)
-                raw, raw_rows = _raw_seconds(raw_url, DATA_DIR)
-            finally:
-                if admin is not None:
-                    with admin.connect() as connection:
-                        for name in (ingest_name, raw_name):
-                            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                    admin.dispose()
-        print(f"{label}: parkcast ingest {ingest:.1f} s ({stored} rows stored); raw limit {raw:.1f} s "
-              f"({raw_rows} rows read); ratio {ingest / raw:.2f}")
+                ingest_url = _create_postgres_database(admin, server_url, created)
+                raw_url = _create_postgres_database(admin, server_url, created)
+            ingest, stored = _ingest_seconds(ingest_url, DATA_DIR)
+            raw, raw_rows = _raw_seconds(raw_url, DATA_DIR)
+        finally:
+            if admin is not None:
+                with admin.connect() as connection:
+                    for name in created:
+                        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin.dispose()
+    print(f"{label}: parkcast ingest {ingest:.1f} s ({stored} rows stored); raw limit {raw:.1f} s "
+          f"({raw_rows} rows read); ratio {ingest / raw:.2f}", flush=True)
+
+
+def speed(postgres: str | None, sqlite: bool) -> None:
+    if sqlite:
+        _speed_once("SQLite", None)
+    if postgres:
+        _speed_once("PostgreSQL", postgres)
 
 
 def _synthesise(target: Path, scale: int, rides: list[str] | None) -> None:
@@ -163,7 +171,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     speed_parser = commands.add_parser("speed", help="time ingest against the raw limit")
-    speed_parser.add_argument("--postgres", help="PostgreSQL server URL; a database is created and dropped")
+    speed_parser.add_argument("--postgres", help="PostgreSQL server URL; two databases are created and dropped")
+    speed_parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite measurement")
     memory_parser = commands.add_parser("memory", help="peak RSS for the bundled and scaled history")
     memory_parser.add_argument("--scale", type=int, default=4, help="copies of the history (default 4)")
     memory_parser.add_argument("--rides", nargs="*", help="ride codes to use (default: all bundled rides)")
@@ -171,7 +180,7 @@ def main() -> None:
     child_parser.add_argument("data_dir")
     arguments = parser.parse_args()
     if arguments.command == "speed":
-        speed(arguments.postgres)
+        speed(arguments.postgres, not arguments.no_sqlite)
     elif arguments.command == "memory":
         memory(arguments.scale, arguments.rides)
     else:

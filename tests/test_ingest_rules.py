@@ -207,8 +207,7 @@ def test_validation_rules_exact_rows(engine, soarin_id, tmp_path):
     assert source == str(path)
 
 
-def test_dst_changes_in_a_file(sqlite_engine, tmp_path):
-    ride_id = load_attractions(sqlite_engine, DATA_DIR / "attractions.csv")["soarin"]
+def test_dst_changes_in_a_file(engine, soarin_id, tmp_path):
     path = tmp_path / "soarin.csv"
     path.write_text(HEADER + "".join([
         "03/09/2019,2019-03-10 01:50:00,,10\n",  # before the spring change (EST)
@@ -219,8 +218,8 @@ def test_dst_changes_in_a_file(sqlite_engine, tmp_path):
         "11/02/2019,2019-11-03 01:10:00,,22\n",  # clock went back: EST
         "11/03/2019,2019-11-03 09:00:00,,23\n",  # EST
     ]))
-    ingest_wait_file(sqlite_engine, path, ride_id, 500)
-    assert [(row[1], row[2], row[3]) for row in _observations(sqlite_engine)] == [
+    ingest_wait_file(engine, path, soarin_id, 500)
+    assert [(row[1], row[2], row[3]) for row in _observations(engine)] == [
         (datetime(2019, 3, 10, 6, 50), 1, 10),
         (datetime(2019, 3, 10, 7, 0), 2, 11),
         (datetime(2019, 3, 10, 13, 0), 9, 12),
@@ -280,3 +279,164 @@ def test_bulk_rows_match_sqlalchemy_key(engine, soarin_id, tmp_path):
         inserted = insert_ignoring_duplicates(connection, schema.observations, [same])
     assert inserted == 0
     assert [row[3] for row in _observations(engine)] == [45]
+
+
+def test_non_integer_waits_quarantined(engine, soarin_id, tmp_path):
+    path = tmp_path / "soarin.csv"
+    path.write_text(HEADER + "".join([
+        "03/01/2019,2019-03-01 09:00:00,,4.5\n",  # 2 fractional posted wait
+        "03/01/2019,2019-03-01 09:05:00,12.25,\n",  # 3 fractional actual wait
+        "03/01/2019,2019-03-01 09:10:00,,1e1\n",  # 4 a whole number written with an exponent
+        "03/01/2019,2019-03-01 09:15:00,7.0,\n",  # 5 a whole number written as a decimal
+    ]))
+    summary = ingest_wait_file(engine, path, soarin_id, 500)
+    assert (summary.rows_read, summary.rows_stored, summary.rows_rejected) == (4, 2, 2)
+    assert summary.rejected_by_reason == {"non-integer SPOSTMIN": 1, "non-integer SACTMIN": 1}
+    assert _rejected(engine) == [(2, "non-integer SPOSTMIN"), (3, "non-integer SACTMIN")]
+    day = date(2019, 3, 1)
+    assert _observations(engine) == [
+        (day, datetime(2019, 3, 1, 14, 10), 9, 10, None, False),
+        (day, datetime(2019, 3, 1, 14, 15), 9, None, 7, False),
+    ]
+
+
+def test_crlf_export_exact_rows(engine, soarin_id, tmp_path):
+    path = tmp_path / "soarin.csv"
+    path.write_bytes(
+        b"date,datetime,SACTMIN,SPOSTMIN\r\n"
+        b"03/01/2019,2019-03-01 09:00:00,,45\r\n"
+        b"03/01/2019,2019-03-01 09:05:00,,-999\r\n"
+        b"03/01/2019,2019-03-01 09:10:00,,abc\r\n"
+        b"03/01/2019,2019-03-01 09:15:00,30,\r\n"
+    )
+    summary = ingest_wait_file(engine, path, soarin_id, 500)
+    assert (summary.rows_read, summary.rows_stored, summary.rows_rejected) == (4, 3, 1)
+    day = date(2019, 3, 1)
+    assert _observations(engine) == [
+        (day, datetime(2019, 3, 1, 14, 0), 9, 45, None, False),
+        (day, datetime(2019, 3, 1, 14, 5), 9, None, None, True),
+        (day, datetime(2019, 3, 1, 14, 15), 9, None, 30, False),
+    ]
+    assert _rejected(engine) == [(4, "non-numeric SPOSTMIN")]
+    with engine.connect() as connection:
+        raw = connection.execute(sa.select(schema.rejected_rows.c.raw)).scalar_one()
+    assert raw == "03/01/2019,2019-03-01 09:10:00,,abc"
+
+
+def test_wrong_header_fails_only_that_file(sqlite_engine, real_slice, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "attractions.csv").write_bytes((real_slice / "attractions.csv").read_bytes())
+    # SACTMIN and SPOSTMIN swapped: reading it would store actual waits as posted waits.
+    (folder / "soarin.csv").write_text("date,datetime,SPOSTMIN,SACTMIN\n03/01/2019,2019-03-01 09:00:00,45,\n")
+    (folder / "slinky_dog.csv").write_text(HEADER + "03/01/2019,2019-03-01 09:00:00,,60\n")
+    summary = ingest_folder.fn(sqlite_engine, folder, 500)
+    assert list(summary.failed_files) == ["soarin.csv"]
+    message = summary.failed_files["soarin.csv"]
+    assert message.startswith(f"{folder / 'soarin.csv'}: header ['date', 'datetime', 'SPOSTMIN', 'SACTMIN']")
+    assert message.endswith("export the file in the TouringPlans wait-time layout")
+    assert (summary.files_read, summary.rows_read, summary.rows_stored) == (1, 1, 1)
+    assert _observations(sqlite_engine) == [(date(2019, 3, 1), datetime(2019, 3, 1, 14, 0), 9, 60, None, False)]
+    with sqlite_engine.connect() as connection:
+        paths = connection.execute(sa.select(schema.source_files.c.path)).scalars().all()
+    assert paths == [str(folder / "slinky_dog.csv")]
+
+
+def test_truncated_gzip_rolls_back_file(sqlite_engine, real_slice, tmp_path, monkeypatch):
+    from parkcast.tasks import ingest
+
+    # Small blocks, so that the truncated file stores several blocks before its read fails.
+    monkeypatch.setattr(ingest, "_BLOCK_BYTES", 256)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "attractions.csv").write_bytes((real_slice / "attractions.csv").read_bytes())
+    lines = [f"03/01/2019,2019-03-01 {9 + minute // 60:02d}:{minute % 60:02d}:00,,{minute % 90}\n"
+             for minute in range(300)]
+    with gzip.open(folder / "soarin.csv.gz", "wt") as handle:
+        handle.write(HEADER + "".join(lines[:100]))
+    first = ingest_folder.fn(sqlite_engine, folder, 500)
+    before = _observations(sqlite_engine)
+    with sqlite_engine.connect() as connection:
+        record_before = connection.execute(sa.select(schema.source_files)).one()
+
+    # A longer export of the same ride whose download stopped part-way.
+    complete = gzip.compress((HEADER + "".join(lines)).encode(), compresslevel=1)
+    (folder / "soarin.csv.gz").write_bytes(complete[: len(complete) * 3 // 4])
+    (folder / "slinky_dog.csv").write_text(HEADER + "03/01/2019,2019-03-01 09:00:00,,60\n")
+    summary = ingest_folder.fn(sqlite_engine, folder, 500)
+
+    assert first.rows_stored == 100
+    assert list(summary.failed_files) == ["soarin.csv.gz"]
+    message = summary.failed_files["soarin.csv.gz"]
+    assert message.startswith(f"{folder / 'soarin.csv.gz'}: cannot be read (EOFError")
+    assert message.endswith("replace it with a valid TouringPlans CSV or .csv.gz export")
+    assert (summary.files_read, summary.rows_stored) == (1, 1)  # slinky_dog only
+    slinky_row = (date(2019, 3, 1), datetime(2019, 3, 1, 14, 0), 9, 60, None, False)
+    assert sorted(_observations(sqlite_engine), key=repr) == sorted(before + [slinky_row], key=repr)
+    with sqlite_engine.connect() as connection:
+        records = connection.execute(sa.select(schema.source_files).order_by(schema.source_files.c.id)).all()
+    assert records[0] == record_before
+
+    (folder / "soarin.csv.gz").write_bytes(complete)
+    repaired = ingest_folder.fn(sqlite_engine, folder, 500)
+    assert repaired.failed_files == {}
+    assert repaired.files_resumed == 1
+    assert (repaired.rows_read, repaired.rows_stored) == (200, 200)
+
+
+def test_metadata_and_attractions_are_upserted(engine, tmp_path):
+    metadata = tmp_path / "touringplans_metadata.csv"
+    metadata.write_text("DATE,inSession,MKOPEN,MKCLOSE\n03/01/2019,67%,8:00,23:00\n")
+    load_park_days(engine, metadata)
+    metadata.write_text("DATE,inSession,MKOPEN,MKCLOSE\n03/01/2019,70%,8:00,25:00\n03/02/2019,0%,9:00,22:00\n")
+    assert load_park_days(engine, metadata) == 2
+
+    attractions = tmp_path / "attractions.csv"
+    attractions.write_text("ride,name,short_name,park,land,opened_on,duration,average_wait_per_hundred\n"
+                           "tron,TRON,TRON,Magic Kingdom,Tomorrowland,2023-04-04,2.0,3.0\n")
+    first_ids = load_attractions(engine, attractions)
+    attractions.write_text("ride,name,short_name,park,land,opened_on,duration,average_wait_per_hundred\n"
+                           "tron,TRON Lightcycle / Run,TRON,Magic Kingdom,Tomorrowland,2023-04-04,2.5,3.0\n")
+    second_ids = load_attractions(engine, attractions)
+
+    with engine.connect() as connection:
+        days = connection.execute(sa.select(schema.park_days).order_by(schema.park_days.c.park_day)).all()
+        hours = connection.execute(sa.select(schema.park_hours).order_by(schema.park_hours.c.park_day)).all()
+        rides = connection.execute(sa.select(schema.rides.c.code, schema.rides.c.name,
+                                             schema.rides.c.duration_minutes)).all()
+    assert [(d.park_day, d.attributes["inSession"]) for d in days] == [(date(2019, 3, 1), "70%"),
+                                                                       (date(2019, 3, 2), "0%")]
+    assert [tuple(h) for h in hours] == [(date(2019, 3, 1), "MK", 480, 1500), (date(2019, 3, 2), "MK", 540, 1320)]
+    assert [tuple(r) for r in rides] == [("tron", "TRON Lightcycle / Run", 2.5)]
+    assert first_ids == second_ids
+
+
+def test_run_summary_counts_quarantine(sqlite_engine, real_slice, tmp_path):
+    from parkcast.summary import format_daily_summary
+    from parkcast.tasks.predict import ForecastResult
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "attractions.csv").write_bytes((real_slice / "attractions.csv").read_bytes())
+    (folder / "soarin.csv").write_text(HEADER + "".join([
+        "03/01/2019,2019-03-01 09:00:00,,45\n",
+        "03/01/2019,2019-03-01 09:05:00,,-5\n",
+        "03/01/2019,2019-03-01 09:10:00,,720\n",
+        "03/01/2019,2019-03-01 09:15:00,,-3\n",
+    ]))
+    (folder / "slinky_dog.csv.gz").write_bytes(b"not a gzip file")
+    ingest = ingest_folder.fn(sqlite_engine, folder, 500)
+
+    class Summary:
+        database = "sqlite://"
+        retrain = None
+        champion_id = "v1"
+        champion_problems = []
+        forecast = ForecastResult(date(2019, 3, 1), 10, 0, False)
+
+    Summary.ingest = ingest
+    lines = format_daily_summary(Summary()).splitlines()
+    assert lines[0] == "Ingest: 1 files read, 0 unchanged; 4 rows read, 1 stored, 3 rejected"
+    assert lines[1] == "  rejected for negative posted wait: 2"
+    assert lines[2] == "  rejected for posted wait above 500 minutes: 1"
+    assert lines[3].startswith(f"  FAILED slinky_dog.csv.gz: {folder / 'slinky_dog.csv.gz'}: cannot be read")
