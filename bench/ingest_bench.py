@@ -10,7 +10,7 @@ same rows into a table with the same unique index. On PostgreSQL each of the
 two runs gets its own new database, dropped at the end.
 
 `memory` runs the ingest in a child process for the bundled data and for
-`--scale` times that history, and prints each child's peak RSS. The larger
+`--scale` times that history, and prints each child's peak RSS (VmHWM). The larger
 history repeats every row shifted by multiples of 28 years, because a 28-year
 shift keeps weekdays and leap days aligned.
 """
@@ -143,11 +143,26 @@ def _synthesise(target: Path, scale: int, rides: list[str] | None) -> None:
                 shifted.to_csv(handle, index=False, header=False)
 
 
+def _peak_rss_mib() -> float:
+    """Return this process's peak resident set size in MiB.
+
+    On Linux this is VmHWM, the high-water mark of the current address space.
+    ru_maxrss is not used there, because a process started by fork (or vfork)
+    and exec keeps the parent's ru_maxrss if that is higher, so the child
+    would report the memory the parent used to synthesise the data.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux; macOS reports bytes
+
+
 def _child(data_dir: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         seconds, stored = _ingest_seconds(f"sqlite:///{folder}/parkcast.db", Path(data_dir))
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{stored} {seconds:.1f} {peak_mib:.0f}")
+    print(f"{stored} {seconds:.1f} {_peak_rss_mib():.0f}")
 
 
 def memory(scale: int, rides: list[str] | None) -> None:
@@ -163,7 +178,8 @@ def memory(scale: int, rides: list[str] | None) -> None:
                                     capture_output=True, text=True).stdout.split()
             stored, seconds, peak = int(output[-3]), float(output[-2]), float(output[-1])
             results[label] = peak
-            print(f"{label}: {stored} rows stored in {seconds:.1f} s, peak RSS {peak:.0f} MiB")
+            print(f"{label}: {stored} rows stored in {seconds:.1f} s, peak RSS {peak:.0f} MiB", flush=True)
+    print(f"(this parent process, which synthesised the files: peak RSS {_peak_rss_mib():.0f} MiB)")
     print(f"peak RSS growth {scale}x data / bundled: {results[f'{scale}x'] / results['bundled']:.2f}")
 
 
