@@ -187,7 +187,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     speed_parser = commands.add_parser("speed", help="time ingest against the raw limit")
-    speed_parser.add_argument("--postgres", help="PostgreSQL server URL; two databases are created and dropped")
+    speed_parser.add_argument("--postgres", help="PostgreSQL server URL, on which two temporary databases are created and dropped")
     speed_parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite measurement")
     memory_parser = commands.add_parser("memory", help="peak RSS for the bundled and scaled history")
     memory_parser.add_argument("--scale", type=int, default=4, help="copies of the history (default 4)")

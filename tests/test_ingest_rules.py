@@ -1,6 +1,7 @@
 """Ingest rules on small real-shaped files: incremental reads, validation, metadata quirks."""
 
 import gzip
+import logging
 from datetime import date, datetime
 
 import pytest
@@ -132,7 +133,7 @@ def test_unterminated_last_line_waits(sqlite_engine, tmp_path):
     assert [row[3] for row in _observations(sqlite_engine)] == [45, 55]
 
 
-def test_unlisted_ride_uses_default_park(sqlite_engine, real_slice, tmp_path):
+def test_unlisted_ride_uses_default_park(sqlite_engine, real_slice, tmp_path, caplog):
     folder = tmp_path / "data"
     folder.mkdir()
     (folder / "attractions.csv").write_bytes((real_slice / "attractions.csv").read_bytes())
@@ -141,7 +142,9 @@ def test_unlisted_ride_uses_default_park(sqlite_engine, real_slice, tmp_path):
     assert "set PARKCAST_DEFAULT_PARK" in without.failed_files["tron.csv"]
     assert _observations(sqlite_engine) == []
 
-    summary = ingest_folder.fn(sqlite_engine, folder, 500, default_park="MK")
+    with caplog.at_level(logging.WARNING, logger="parkcast"):
+        summary = ingest_folder.fn(sqlite_engine, folder, 500, default_park="MK")
+    assert "Ride 'tron' of tron.csv is in no attractions*.csv file; stored it in park MK" in caplog.text
     assert summary.rides_added == ["tron"]
     assert summary.rows_stored == 1
     with sqlite_engine.connect() as connection:
