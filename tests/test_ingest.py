@@ -113,3 +113,20 @@ def test_localize_handles_both_dst_changes():
         "2019-03-10 06:50", "2019-03-10 07:00", "2019-03-10 07:10",
         "2019-11-03 05:20", "2019-11-03 05:50", "2019-11-03 06:10", "2019-11-03 06:40",
     ]
+
+
+def test_localize_resolves_each_autumn_alone():
+    local = pd.Series(pd.to_datetime([
+        "2018-11-04 01:20:00", "2018-11-04 01:10:00",  # 2018: the clock went back
+        "2019-11-03 01:20:00", "2019-11-03 01:50:00", "2019-11-03 01:10:00",  # 2019: first pass, then back
+    ]))
+    utc = _localize(local).dt.strftime("%Y-%m-%d %H:%M").tolist()
+    assert utc == ["2018-11-04 05:20", "2018-11-04 06:10", "2019-11-03 05:20", "2019-11-03 05:50", "2019-11-03 06:10"]
+
+
+def test_localize_carries_fold_between_blocks():
+    folds = {}
+    first = _localize(pd.Series(pd.to_datetime(["2019-11-03 01:20:00", "2019-11-03 01:50:00"])), folds)
+    second = _localize(pd.Series(pd.to_datetime(["2019-11-03 01:10:00", "2019-11-03 01:55:00"])), folds)
+    assert first.dt.strftime("%H:%M").tolist() == ["05:20", "05:50"]
+    assert second.dt.strftime("%H:%M").tolist() == ["06:10", "06:55"]

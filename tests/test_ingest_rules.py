@@ -443,3 +443,22 @@ def test_run_summary_counts_quarantine(sqlite_engine, real_slice, tmp_path):
     assert lines[1] == "  rejected for negative posted wait: 2"
     assert lines[2] == "  rejected for posted wait above 500 minutes: 1"
     assert lines[3].startswith(f"  FAILED slinky_dog.csv.gz: {folder / 'slinky_dog.csv.gz'}: cannot be read")
+
+
+def test_dst_fold_split_across_blocks(engine, soarin_id, tmp_path, monkeypatch):
+    from parkcast.tasks import ingest
+
+    lines = ["11/02/2019,2019-11-03 01:20:00,,20\n", "11/02/2019,2019-11-03 01:50:00,,21\n",
+             "11/02/2019,2019-11-03 01:10:00,,22\n", "11/02/2019,2019-11-03 01:40:00,,23\n"]
+    # One line per block: the clock goes back between two blocks.
+    monkeypatch.setattr(ingest, "_BLOCK_BYTES", len(lines[0]))
+    path = tmp_path / "soarin.csv"
+    path.write_text(HEADER + "".join(lines))
+    summary = ingest_wait_file(engine, path, soarin_id, 500)
+    assert summary.rows_stored == 4
+    assert [(row[1], row[3]) for row in _observations(engine)] == [
+        (datetime(2019, 11, 3, 5, 20), 20),
+        (datetime(2019, 11, 3, 5, 50), 21),
+        (datetime(2019, 11, 3, 6, 10), 22),
+        (datetime(2019, 11, 3, 6, 40), 23),
+    ]
