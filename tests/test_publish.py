@@ -431,7 +431,7 @@ def test_cli_calendar_lists_next_days(cli_database):
         assert cell == f"{int(row.crowd_index)}{suffix}"
 
 
-def test_concurrent_writers_of_one_day_leave_one_set(published):
+def test_concurrent_writers_leave_one_set(published):
     """Hold one writer inside its transaction while a second writes the same new as-of day; the later set wins."""
     engine, cells = published.engine, published.cells
     # A day without a stored set: no existing row lock orders the two writers.
