@@ -19,10 +19,20 @@ app = typer.Typer(help="parkcast: scheduled forecasts of theme-park ride wait ti
 
 @app.callback()
 def _prepare() -> None:
+    from parkcast.settings import SettingsError
+
     # Prefect's local mode fails with "unable to open database file" when
     # PREFECT_HOME names a folder that does not exist yet.
     if prefect_home := os.environ.get("PREFECT_HOME"):
         Path(prefect_home).expanduser().mkdir(parents=True, exist_ok=True)
+    # The temporary Prefect server otherwise sends usage telemetry to Prefect's
+    # servers and logs an ERROR on every run of a machine without internet access.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    try:
+        get_settings()
+    except SettingsError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from None
 
 
 @contextmanager
@@ -43,12 +53,19 @@ def _readable_errors() -> Iterator[None]:
 @app.command()
 def run() -> None:
     """Run the daily_forecast flow once: ingest, retrain if needed, write forecasts."""
+    from parkcast.db import make_engine
     from parkcast.flows.daily_forecast import daily_forecast
     from parkcast.summary import format_daily_summary
 
     with _readable_errors():
+        # Fail fast on an unreachable database, before Prefect starts its local server.
+        make_engine(get_settings().database_url).dispose()
         summary = daily_forecast()
     typer.echo(format_daily_summary(summary))
+    if summary.ingest.failed_files:
+        typer.echo(f"error: {len(summary.ingest.failed_files)} files failed to ingest (FAILED lines above); "
+                   "every other file was ingested and the forecasts were written", err=True)
+        raise typer.Exit(code=1)
 
 
 @app.command("settings")
@@ -59,6 +76,8 @@ def show_settings() -> None:
         value = getattr(settings, name)
         if name == "database_url":
             value = mask_url(value)
+        if value is None:
+            value = "unset"
         typer.echo(f"PARKCAST_{name.upper():<28} {value}")
 
 
@@ -114,9 +133,12 @@ app.add_typer(models_app, name="models")
 
 
 def _registry_engine():
-    from parkcast.db import make_engine, migrate
+    from parkcast.db import DatabaseUnavailableError, make_engine, migrate
 
-    engine = make_engine(get_settings().database_url)
+    try:
+        engine = make_engine(get_settings().database_url, must_exist=True)
+    except DatabaseUnavailableError as error:
+        _fail(str(error))
     migrate(engine)
     return engine
 
@@ -292,7 +314,7 @@ def _read_engine():
     from parkcast.db import DatabaseUnavailableError, make_engine
 
     try:
-        return make_engine(get_settings().database_url)
+        return make_engine(get_settings().database_url, must_exist=True)
     except DatabaseUnavailableError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(code=1) from None
@@ -317,8 +339,16 @@ def forecast(
     """Print one park day's latest hourly forecasts for a park or a ride."""
     import sqlalchemy as sa
 
-    from parkcast.reports import ForecastLookupError, format_day_forecast, load_day_forecast, plot_day_forecast
+    from parkcast.reports import (
+        ForecastLookupError, check_plot_path, format_day_forecast, load_day_forecast, plot_day_forecast,
+    )
 
+    if plot is not None:
+        try:
+            check_plot_path(plot)
+        except ForecastLookupError as error:
+            typer.echo(f"Error: {error}", err=True)
+            raise typer.Exit(code=2) from None
     engine = _read_engine()
     try:
         result = load_day_forecast(engine, park, ride, day)
