@@ -22,8 +22,7 @@ __all__ = ["CLASSIC_NUMERIC_FEATURES", "CLASSIC_HIDDEN_UNITS", "CLASSIC_DROPOUT_
 _HISTORY_FEATURES = {
     "recent_level", "has_recent_level", "recent_hour_level", "has_recent_hour_level",
     "last_year_level", "has_last_year_level", "profile_level", "has_profile_level",
-    "year_profile_level", "has_year_profile_level", "season_ratio", "has_season_ratio", "season_level",
-    "horizon_days", BASE_LEVEL,
+    "year_profile_level", "has_year_profile_level", "horizon_days", BASE_LEVEL,
 }
 CLASSIC_NUMERIC_FEATURES = [name for name in NUMERIC_FEATURES if name not in _HISTORY_FEATURES]
 CLASSIC_HIDDEN_UNITS = (64, 64)
