@@ -16,7 +16,10 @@ import tensorflow as tf
 
 from parkcast.tasks.features import BASE_LEVEL, CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
-__all__ = ["CLASSIC_NUMERIC_FEATURES", "CLASSIC_HIDDEN_UNITS", "CLASSIC_DROPOUT_RATE", "build_classic_model", "classic_inputs"]
+__all__ = [
+    "CLASSIC_NUMERIC_FEATURES", "CLASSIC_HIDDEN_UNITS", "CLASSIC_DROPOUT_RATE", "build_classic_model", "classic_inputs",
+    "predict_classic",
+]
 
 # History features are computed from observed waits up to the as-of day.
 _HISTORY_FEATURES = {
