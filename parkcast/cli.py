@@ -256,13 +256,22 @@ def retrain_command(
 def backtest(
     seeds: int = typer.Option(1, help="MLPs trained with consecutive seeds; their mean is the MLP forecast"),
     lightgbm: bool = typer.Option(True, help="Also score LightGBM (needs the bench extra)"),
+    classic: bool = typer.Option(True, help="Also score the classic write-up MLP (2x64, dropout 0.1, no history features)"),
     hparam: list[str] = typer.Option([], help="MLP hyper-parameter as NAME=VALUE (JSON value), repeatable"),
+    refit: bool = typer.Option(False, help="Refit the MLP and LightGBM on all training days for the early-stopped epochs or trees"),
+    window: str = typer.Option(
+        "test", help="test: fit up to 2019-06-30, score 2019H2 (the protocol). "
+        "inner: fit up to 2018-12-31, score 2019H1, inside the training window, for choosing settings",
+    ),
 ) -> None:
     """Run the WDW-2019H2 benchmark on PARKCAST_DATA_DIR and print every model's test scores."""
     import json
 
     from parkcast.models.mlp import HyperParameters
-    from parkcast.tasks.backtest import format_backtest, run_backtest
+    from parkcast.tasks.backtest import WINDOWS, format_backtest, run_backtest
+
+    if window not in WINDOWS:
+        raise typer.BadParameter(f"--window {window!r}: use one of {sorted(WINDOWS)}")
 
     values: dict[str, object] = {}
     for item in hparam:
@@ -275,7 +284,10 @@ def backtest(
             values[name.strip()] = text
     hparams = HyperParameters.parse(**values)
     typer.echo(f"MLP hyper-parameters: {hparams.model_dump()}")
-    result = run_backtest(get_settings().data_dir, hparams=hparams, seeds=seeds, include_lightgbm=lightgbm)
+    result = run_backtest(
+        get_settings().data_dir, hparams=hparams, seeds=seeds, include_lightgbm=lightgbm, include_classic=classic,
+        refit=refit, window=WINDOWS[window],
+    )
     typer.echo(format_backtest(result))
 
 

@@ -16,7 +16,9 @@ from parkcast.models.mlp import HyperParameters, build_model, predict_minutes, t
 from parkcast.tasks.evaluate import Scores, score
 from parkcast.tasks.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, Context, assign_training_as_of, build_features, mask_metadata
 
-__all__ = ["Candidate", "split_by_days", "train_candidate", "train_best_candidate", "VALIDATION_SHARE"]
+__all__ = [
+    "Candidate", "split_by_days", "train_candidate", "best_epoch_count", "fit_all_days", "train_best_candidate", "VALIDATION_SHARE",
+]
 
 # The last share of training park days, in time order, drives early stopping.
 VALIDATION_SHARE = 0.1
@@ -85,6 +87,31 @@ def train_candidate(cells: pd.DataFrame, context: Context, hparams: HyperParamet
         train_start=cells["park_day"].min(),
         train_end=cells["park_day"].max(),
     )
+
+
+def best_epoch_count(candidate: Candidate) -> int:
+    """Return the epoch with the lowest validation loss, counted from 1 (the weights early stopping kept)."""
+    return int(np.argmin(candidate.history["val_loss"])) + 1
+
+
+def fit_all_days(cells: pd.DataFrame, context: Context, hparams: HyperParameters, max_horizon: int, epochs: int) -> keras.Model:
+    """Fit one model on every park day of `cells` for a fixed number of epochs, with no validation slice.
+
+    Use it after train_candidate has chosen `epochs` by early stopping, so that
+    the latest days, which train_candidate holds out, are learned from too.
+    """
+    cells = assign_training_as_of(cells, max_horizon, hparams.seed)
+    features = mask_metadata(build_features(cells, context), METADATA_MASK_SHARE, hparams.seed)
+    model = build_model(hparams, features, CATEGORICAL_FEATURES, NUMERIC_FEATURES)
+    model.fit(
+        to_model_inputs(features, CATEGORICAL_FEATURES, NUMERIC_FEATURES),
+        cells["wait"].to_numpy(dtype="float32"),
+        epochs=epochs,
+        batch_size=hparams.batch_size,
+        shuffle=True,
+        verbose=0,
+    )
+    return model
 
 
 @task(cache_policy=NONE)
