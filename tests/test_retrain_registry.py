@@ -14,9 +14,9 @@ from prefect.settings import PREFECT_API_URL
 from parkcast import schema
 from parkcast.db import make_engine, migrate
 from parkcast.flows.retrain import RETRAIN_CONCURRENCY_LIMIT, retrain
+from parkcast.settings import REPO_ROOT
 from parkcast.tasks.features import load_cells, load_context, with_history
 from parkcast.tasks.ingest import ingest_folder
-from parkcast.settings import REPO_ROOT
 from parkcast.tasks.registry import file_sha256, load_model_file
 from tests.conftest import small_settings
 
