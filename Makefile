@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 
 export PREFECT_HOME ?= $(CURDIR)/var/prefect
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# The temporary Prefect server would otherwise send usage telemetry on every run.
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: run test install clean
 

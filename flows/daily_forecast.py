@@ -19,7 +19,7 @@ from parkcast.settings import Settings, get_settings, mask_url
 from parkcast.summary import format_daily_summary
 from parkcast.tasks.features import load_cells, load_context, with_history
 from parkcast.tasks.ingest import IngestSummary, ingest_folder
-from parkcast.tasks.predict import ForecastResult, load_champion, write_forecasts
+from parkcast.tasks.predict import ForecastResult, NoUsableModelError, load_champion, write_forecasts
 
 __all__ = ["DailySummary", "daily_forecast", "retrain_on_stored_data"]
 
@@ -71,12 +71,24 @@ def _daily_forecast(settings: Settings) -> DailySummary:
         context = with_history(load_context(engine), cells)
 
         result = retrain(engine, cells, context, settings) if _needs_retrain(engine, cells["park_day"].max()) else None
-        loaded = load_champion(engine)
+        recovered: list[str] = []
+        try:
+            loaded = load_champion(engine)
+        except NoUsableModelError as error:
+            if result is not None:
+                raise
+            # Every champion file is missing or broken: train a replacement now
+            # instead of failing every daily run until an operator steps in.
+            logger.error("Retraining because no champion model can be loaded: %s", error)
+            recovered.append(f"retrained because no champion could be loaded ({error})")
+            result = retrain(engine, cells, context, settings)
+            loaded = load_champion(engine)
         forecast = write_forecasts(engine, loaded, context, cells, settings.horizon_days,
                                    str(flow_run.id) if flow_run.id else None)
     finally:
         engine.dispose()
-    summary = DailySummary(mask_url(settings.database_url), ingest, result, loaded.version_id, loaded.problems, forecast)
+    summary = DailySummary(
+        mask_url(settings.database_url), ingest, result, loaded.version_id, recovered + loaded.problems, forecast)
     create_markdown_artifact(
         key="daily-forecast-summary",
         markdown="```\n" + format_daily_summary(summary) + "\n```",

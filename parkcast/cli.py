@@ -19,10 +19,20 @@ app = typer.Typer(help="parkcast: scheduled forecasts of theme-park ride wait ti
 
 @app.callback()
 def _prepare() -> None:
+    from parkcast.settings import SettingsError
+
     # Prefect's local mode fails with "unable to open database file" when
     # PREFECT_HOME names a folder that does not exist yet.
     if prefect_home := os.environ.get("PREFECT_HOME"):
         Path(prefect_home).expanduser().mkdir(parents=True, exist_ok=True)
+    # The temporary Prefect server otherwise sends usage telemetry to Prefect's
+    # servers and logs an ERROR on every run of a machine without internet access.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    try:
+        get_settings()
+    except SettingsError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from None
 
 
 @contextmanager
@@ -43,12 +53,19 @@ def _readable_errors() -> Iterator[None]:
 @app.command()
 def run() -> None:
     """Run the daily_forecast flow once: ingest, retrain if needed, write forecasts."""
+    from parkcast.db import make_engine
     from parkcast.flows.daily_forecast import daily_forecast
     from parkcast.summary import format_daily_summary
 
     with _readable_errors():
+        # Fail fast on an unreachable database, before Prefect starts its local server.
+        make_engine(get_settings().database_url).dispose()
         summary = daily_forecast()
     typer.echo(format_daily_summary(summary))
+    if summary.ingest.failed_files:
+        typer.echo(f"error: {len(summary.ingest.failed_files)} files failed to ingest (FAILED lines above); "
+                   "every other file was ingested and the forecasts were written", err=True)
+        raise typer.Exit(code=1)
 
 
 @app.command("settings")
@@ -59,6 +76,8 @@ def show_settings() -> None:
         value = getattr(settings, name)
         if name == "database_url":
             value = mask_url(value)
+        if value is None:
+            value = "unset"
         typer.echo(f"PARKCAST_{name.upper():<28} {value}")
 
 
@@ -114,9 +133,12 @@ app.add_typer(models_app, name="models")
 
 
 def _registry_engine():
-    from parkcast.db import make_engine, migrate
+    from parkcast.db import DatabaseUnavailableError, make_engine, migrate
 
-    engine = make_engine(get_settings().database_url)
+    try:
+        engine = make_engine(get_settings().database_url, must_exist=True)
+    except DatabaseUnavailableError as error:
+        _fail(str(error))
     migrate(engine)
     return engine
 
@@ -234,13 +256,22 @@ def retrain_command(
 def backtest(
     seeds: int = typer.Option(1, help="MLPs trained with consecutive seeds; their mean is the MLP forecast"),
     lightgbm: bool = typer.Option(True, help="Also score LightGBM (needs the bench extra)"),
+    classic: bool = typer.Option(True, help="Also score the classic write-up MLP (2x64, dropout 0.1, no history features)"),
     hparam: list[str] = typer.Option([], help="MLP hyper-parameter as NAME=VALUE (JSON value), repeatable"),
+    refit: bool = typer.Option(False, help="Refit the MLP and LightGBM on all training days for the early-stopped epochs or trees"),
+    window: str = typer.Option(
+        "test", help="test: fit up to 2019-06-30, score 2019H2 (the protocol). "
+        "inner: fit up to 2018-12-31, score 2019H1, inside the training window, for choosing settings",
+    ),
 ) -> None:
     """Run the WDW-2019H2 benchmark on PARKCAST_DATA_DIR and print every model's test scores."""
     import json
 
     from parkcast.models.mlp import HyperParameters
-    from parkcast.tasks.backtest import format_backtest, run_backtest
+    from parkcast.tasks.backtest import WINDOWS, format_backtest, run_backtest
+
+    if window not in WINDOWS:
+        raise typer.BadParameter(f"--window {window!r}: use one of {sorted(WINDOWS)}")
 
     values: dict[str, object] = {}
     for item in hparam:
@@ -253,7 +284,10 @@ def backtest(
             values[name.strip()] = text
     hparams = HyperParameters.parse(**values)
     typer.echo(f"MLP hyper-parameters: {hparams.model_dump()}")
-    result = run_backtest(get_settings().data_dir, hparams=hparams, seeds=seeds, include_lightgbm=lightgbm)
+    result = run_backtest(
+        get_settings().data_dir, hparams=hparams, seeds=seeds, include_lightgbm=lightgbm, include_classic=classic,
+        refit=refit, window=WINDOWS[window],
+    )
     typer.echo(format_backtest(result))
 
 
@@ -292,7 +326,7 @@ def _read_engine():
     from parkcast.db import DatabaseUnavailableError, make_engine
 
     try:
-        return make_engine(get_settings().database_url)
+        return make_engine(get_settings().database_url, must_exist=True)
     except DatabaseUnavailableError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(code=1) from None
@@ -317,8 +351,16 @@ def forecast(
     """Print one park day's latest hourly forecasts for a park or a ride."""
     import sqlalchemy as sa
 
-    from parkcast.reports import ForecastLookupError, format_day_forecast, load_day_forecast, plot_day_forecast
+    from parkcast.reports import (
+        ForecastLookupError, check_plot_path, format_day_forecast, load_day_forecast, plot_day_forecast,
+    )
 
+    if plot is not None:
+        try:
+            check_plot_path(plot)
+        except ForecastLookupError as error:
+            typer.echo(f"Error: {error}", err=True)
+            raise typer.Exit(code=2) from None
     engine = _read_engine()
     try:
         result = load_day_forecast(engine, park, ride, day)

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from parkcast.settings import mask_url
 
@@ -29,15 +29,28 @@ def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, must_exist: bool = False) -> Engine:
     """Create an engine for `url` and check that the database answers.
 
     SQLite files get their folder created, WAL journaling (readers do not block
-    the writer) and enforced foreign keys.
+    the writer) and enforced foreign keys. With `must_exist`, a missing SQLite
+    file raises DatabaseUnavailableError instead of being created, so that
+    read-only commands do not hide a mistyped path.
     """
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUnavailableError(
+            f"invalid database URL {mask_url(url)}: set PARKCAST_DATABASE_URL to a SQLAlchemy URL such as "
+            "sqlite:////path/to/parkcast.db or postgresql+psycopg://user:password@host:5432/dbname"
+        ) from None
     is_sqlite = parsed.get_backend_name() == "sqlite"
     if is_sqlite and parsed.database and parsed.database != ":memory:":
+        if must_exist and not Path(parsed.database).is_file():
+            raise DatabaseUnavailableError(
+                f"database file not found: {parsed.database}. Run `parkcast run` first to create and fill it, "
+                "or fix PARKCAST_DATABASE_URL (see `parkcast settings`)."
+            )
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
     engine = create_engine(url, future=True, pool_pre_ping=not is_sqlite)

@@ -12,6 +12,7 @@ from parkcast import schema
 from parkcast.summary import format_date_ranges
 
 __all__ = [
+    "check_plot_path",
     "ForecastLookupError",
     "DayForecast",
     "load_day_forecast",
@@ -123,6 +124,8 @@ def load_day_forecast(engine: sa.Engine, park: str | None, ride: str | None, day
                 raise ForecastLookupError(f"unknown park {park!r}; valid parks are {parks}. Run `parkcast forecast --park CODE`")
             codes, title = list(known.loc[known["park_code"] == park, "code"]), f"park {park}"
         else:
+            by_lower = {code.lower(): code for code in known["code"]}
+            ride = by_lower.get(ride.lower(), ride)
             if ride not in set(known["code"]):
                 raise ForecastLookupError(
                     f"unknown ride {ride!r}; valid rides are {', '.join(known['code']) or 'none'}. "
@@ -184,6 +187,14 @@ def format_day_forecast(forecast: DayForecast) -> str:
     return "\n".join(lines)
 
 
+def check_plot_path(path: Path) -> None:
+    """Raise ForecastLookupError unless `path` is a .png file name in an existing folder."""
+    if path.suffix.lower() != ".png":
+        raise ForecastLookupError(f"invalid plot file {str(path)!r}: the name must end in .png, such as waits.png")
+    if not path.parent.is_dir():
+        raise ForecastLookupError(f"cannot write the plot to {str(path)!r}: folder {str(path.parent)!r} does not exist")
+
+
 def plot_day_forecast(forecast: DayForecast, path: Path) -> Path:
     """Draw the hourly waits of each ride of the day as lines into a PNG file."""
     import matplotlib
@@ -191,10 +202,7 @@ def plot_day_forecast(forecast: DayForecast, path: Path) -> Path:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    if path.suffix.lower() != ".png":
-        raise ForecastLookupError(f"invalid plot file {str(path)!r}: the name must end in .png, such as waits.png")
-    if not path.parent.is_dir():
-        raise ForecastLookupError(f"cannot write the plot to {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    check_plot_path(path)
     hourly = forecast.hourly
     positions = range(len(hourly.index))
     figure, axes = plt.subplots(figsize=(10, 5))

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-__all__ = ["Settings", "get_settings", "REPO_ROOT", "mask_url"]
+__all__ = ["Settings", "SettingsError", "get_settings", "REPO_ROOT", "mask_url"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,10 +108,29 @@ class Settings(BaseSettings):
         return value
 
 
+class SettingsError(ValueError):
+    """A PARKCAST_* variable holds a value that the setting does not accept."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Return the process-wide settings, read once from the environment."""
-    return Settings()
+    """Return the process-wide settings, read once from the environment.
+
+    Raises SettingsError naming each invalid PARKCAST_* variable, its value and the rule it breaks.
+    """
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            name = str(item["loc"][0]) if item["loc"] else "?"
+            value = item.get("input")
+            shown = mask_url(str(value)) if name == "database_url" else repr(value)
+            problems.append(f"PARKCAST_{name.upper()}={shown}: {item['msg']}")
+        raise SettingsError(
+            "invalid setting " + "; ".join(problems)
+            + ". Fix the environment variable or the .env file (the README lists every setting)."
+        ) from None
 
 
 def mask_url(url: str) -> str:

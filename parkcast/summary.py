@@ -32,7 +32,7 @@ def format_daily_summary(summary) -> str:
             f"{result.baseline.mae:.2f}); {'promoted' if result.promoted else 'rejected'}: {result.reason}"
         )
     lines.append(f"Champion in use: {summary.champion_id}")
-    lines += [f"  WARNING fell back past a broken model: {problem}" for problem in summary.champion_problems]
+    lines += [f"  WARNING champion model: {problem}" for problem in summary.champion_problems]
     state = "unchanged, already stored" if forecast.unchanged else "written"
     lines.append(
         f"Forecasts: {forecast.rows} rows {state} for the park days after {forecast.as_of} "

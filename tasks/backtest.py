@@ -38,6 +38,10 @@ __all__ = [
     "load_benchmark_cells",
     "load_benchmark_context",
     "split_benchmark",
+    "Window",
+    "PROTOCOL_WINDOW",
+    "INNER_WINDOW",
+    "WINDOWS",
     "run_backtest",
     "format_backtest",
 ]
@@ -50,6 +54,11 @@ TEST_END = pd.Timestamp("2019-12-31")
 BENCHMARK_HORIZON_DAYS = int((TEST_END - TRAIN_END).days)
 # Same-day measured weather: not known days ahead, so the protocol forbids it.
 MEASURED_WEATHER_COLUMNS = ["WDWMAXTEMP", "WDWMINTEMP", "WDWMEANTEMP"]
+# Training settings of the classic write-up MLP baseline (see models/classic_mlp.py).
+CLASSIC_NAME = "classic MLP (2x64, dropout 0.1)"
+CLASSIC_MAX_EPOCHS = 30
+CLASSIC_PATIENCE = 5
+CLASSIC_BATCH_SIZE = 256
 MAX_POSTED_WAIT = 500
 CLOSED = -999
 _PARK_CODES = {
@@ -119,13 +128,41 @@ def load_benchmark_context(data_dir: Path) -> Context:
     return Context(rides=rides, park_days=meta)
 
 
-def split_benchmark(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return the protocol's training cells (up to 2019-06-30) and test cells (2019H2)."""
-    train = cells[cells["park_day"] <= TRAIN_END]
-    test = cells[(cells["park_day"] >= TEST_START) & (cells["park_day"] <= TEST_END)]
+@dataclass(frozen=True)
+class Window:
+    """Days a backtest fits on (up to train_end) and scores (test_start to test_end)."""
+
+    name: str
+    train_end: pd.Timestamp
+    test_start: pd.Timestamp
+    test_end: pd.Timestamp
+
+    @property
+    def horizon_days(self) -> int:
+        """Days from the as-of day (train_end) to the last scored day."""
+        return int((self.test_end - self.train_end).days)
+
+
+PROTOCOL_WINDOW = Window("WDW-2019H2", TRAIN_END, TEST_START, TEST_END)
+# The same protocol moved back half a year: it fits up to 2018-12-31 and
+# scores 2019H1, so it reads only the protocol's training window. It may
+# choose settings that the validation slice cannot measure, such as a refit
+# on all training days.
+INNER_WINDOW = Window("WDW-2019H1 (inside the training window)", pd.Timestamp("2018-12-31"), pd.Timestamp("2019-01-01"), TRAIN_END)
+WINDOWS = {"test": PROTOCOL_WINDOW, "inner": INNER_WINDOW}
+
+
+def split_benchmark(cells: pd.DataFrame, window: Window = PROTOCOL_WINDOW) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the training cells (up to window.train_end) and the scored cells of `window`.
+
+    With the default window these are the protocol's cells up to 2019-06-30 and of 2019H2.
+    """
+    train = cells[cells["park_day"] <= window.train_end]
+    test = cells[(cells["park_day"] >= window.test_start) & (cells["park_day"] <= window.test_end)]
     if train.empty or test.empty:
         raise ValueError(
-            f"the benchmark needs cells up to {TRAIN_END.date()} and in {TEST_START.date()}..{TEST_END.date()}; "
+            f"the benchmark needs cells up to {window.train_end.date()} and in "
+            f"{window.test_start.date()}..{window.test_end.date()}; "
             f"the data folder holds {cells['park_day'].min()}..{cells['park_day'].max()}"
         )
     return train.reset_index(drop=True), test.reset_index(drop=True)
@@ -147,6 +184,7 @@ class ModelResult:
 class BacktestResult:
     train_cells: int
     test_cells: int
+    window: Window = PROTOCOL_WINDOW
     models: list[ModelResult] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -158,20 +196,27 @@ def _result(name: str, test: pd.DataFrame, predicted: np.ndarray, seconds: float
     return ModelResult(name, scores, {k: float(v) for k, v in per_ride.items()}, seconds, note, np.asarray(predicted, dtype=float))
 
 
-def _test_keys(test: pd.DataFrame) -> pd.DataFrame:
-    return test[["ride_code", "park_day", "hour"]].assign(as_of=TRAIN_END)
+def _test_keys(test: pd.DataFrame, window: Window) -> pd.DataFrame:
+    return test[["ride_code", "park_day", "hour"]].assign(as_of=window.train_end)
 
 
-def _lightgbm(train: pd.DataFrame, test: pd.DataFrame, context: Context, seed: int) -> tuple[np.ndarray, str]:
-    """Fit LightGBM (L1 objective) on the MLP's features, early-stopped on the same validation days."""
+def _lightgbm(
+    train: pd.DataFrame, test: pd.DataFrame, context: Context, seed: int, window: Window, refit: bool
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Fit LightGBM (L1 objective) on the MLP's features, early-stopped on the same validation days.
+
+    With `refit`, a second model with the early-stopped number of trees is
+    fit on all training days, validation days included, and its predictions
+    are returned second (else None).
+    """
     import lightgbm
 
     from parkcast.tasks.train import VALIDATION_SHARE, split_by_days
 
     validation_days = max(1, int(train["park_day"].nunique() * VALIDATION_SHARE))
     fit_cells, validation_cells = split_by_days(train, validation_days)
-    fit_cells = assign_training_as_of(fit_cells, BENCHMARK_HORIZON_DAYS, seed)
-    validation_cells = assign_training_as_of(validation_cells, BENCHMARK_HORIZON_DAYS, seed + 1)
+    fit_cells = assign_training_as_of(fit_cells, window.horizon_days, seed)
+    validation_cells = assign_training_as_of(validation_cells, window.horizon_days, seed + 1)
 
     def frame(keys: pd.DataFrame, categories: dict | None = None) -> pd.DataFrame:
         features = build_features(keys, context)
@@ -193,8 +238,46 @@ def _lightgbm(train: pd.DataFrame, test: pd.DataFrame, context: Context, seed: i
         params, fit_set, num_boost_round=1000, valid_sets=[validation_set],
         callbacks=[lightgbm.early_stopping(50, verbose=False)],
     )
-    predicted = np.maximum(model.predict(frame(_test_keys(test), categories), num_iteration=model.best_iteration), 0.0)
-    return predicted, f"lightgbm {lightgbm.__version__}, {model.best_iteration} trees"
+    validation_mae = model.best_score["valid_0"]["l1"]
+    trees = model.best_iteration
+    test_x = frame(_test_keys(test, window), categories)
+    predicted = np.maximum(model.predict(test_x, num_iteration=trees), 0.0)
+    refitted = None
+    if refit:
+        all_cells = pd.concat([fit_cells, validation_cells], ignore_index=True)
+        all_set = lightgbm.Dataset(frame(all_cells, categories), all_cells["wait"].to_numpy())
+        refitted = np.maximum(lightgbm.train(params, all_set, num_boost_round=trees).predict(test_x), 0.0)
+    return predicted, refitted, f"validation MAE {validation_mae:.2f}; lightgbm {lightgbm.__version__}, {trees} trees"
+
+
+def _classic_mlp(train: pd.DataFrame, test: pd.DataFrame, context: Context, seed: int, window: Window) -> tuple[np.ndarray, str]:
+    """Fit the classic write-up MLP, early-stopped on the same validation days as the MLP."""
+    import keras
+
+    from parkcast.models.classic_mlp import build_classic_model, classic_inputs, predict_classic
+    from parkcast.tasks.train import VALIDATION_SHARE, split_by_days
+
+    validation_days = max(1, int(train["park_day"].nunique() * VALIDATION_SHARE))
+    fit_cells, validation_cells = split_by_days(train, validation_days)
+    # The classic model has no history features, so the as-of day does not change its inputs.
+    fit_features = build_features(fit_cells.assign(as_of=fit_cells["park_day"]), context)
+    validation_features = build_features(validation_cells.assign(as_of=validation_cells["park_day"]), context)
+    keras.backend.clear_session()
+    model = build_classic_model(fit_features, seed)
+    stop = keras.callbacks.EarlyStopping(patience=CLASSIC_PATIENCE, restore_best_weights=True)
+    history = model.fit(
+        classic_inputs(fit_features),
+        fit_cells["wait"].to_numpy(dtype="float32"),
+        validation_data=(classic_inputs(validation_features), validation_cells["wait"].to_numpy(dtype="float32")),
+        epochs=CLASSIC_MAX_EPOCHS,
+        batch_size=CLASSIC_BATCH_SIZE,
+        shuffle=True,
+        callbacks=[stop],
+        verbose=0,
+    )
+    validation = score(validation_cells["wait"].to_numpy(), predict_classic(model, validation_features))
+    predicted = predict_classic(model, build_features(_test_keys(test, window), context))
+    return predicted, f"validation MAE {validation.mae:.2f}, {len(history.history['loss'])} epochs"
 
 
 def run_backtest(
@@ -202,46 +285,69 @@ def run_backtest(
     hparams=None,
     seeds: int = 1,
     include_lightgbm: bool = True,
+    include_classic: bool = True,
+    refit: bool = False,
+    window: Window = PROTOCOL_WINDOW,
 ) -> BacktestResult:
-    """Run the protocol: fit on the training window, score every model on 2019H2.
+    """Run the protocol: fit on the training window, score every model on the test window.
 
     The MLP's test prediction is the mean over `seeds` models trained with
-    seeds hparams.seed, +1, ...
+    seeds hparams.seed, +1, ... With `refit`, each MLP and the LightGBM model
+    is also fit again on all training days for the epochs or trees that early
+    stopping chose, so that the validation days are learned from too. The
+    refit models are scored as extra rows.
     """
     from parkcast.models.mlp import HyperParameters, predict_minutes, to_model_inputs
-    from parkcast.tasks.train import train_candidate
+    from parkcast.tasks.train import best_epoch_count, fit_all_days, train_candidate
 
     logger = get_logger()
     hparams = hparams or HyperParameters()
     if seeds < 1:
         raise ValueError(f"seeds={seeds}: train at least one MLP (seeds >= 1)")
     cells = load_benchmark_cells(data_dir)
-    train, test = split_benchmark(cells)
+    train, test = split_benchmark(cells, window)
     # History features come from the training window only.
     context = with_history(load_benchmark_context(data_dir), train)
-    result = BacktestResult(train_cells=len(train), test_cells=len(test))
+    result = BacktestResult(train_cells=len(train), test_cells=len(test), window=window)
 
     started = time.perf_counter()
     baseline = SeasonalNaive().fit(train).predict(test)
     result.models.append(_result("seasonal naive (ride x weekday x hour)", test, baseline, time.perf_counter() - started))
 
     started = time.perf_counter()
-    test_inputs = to_model_inputs(build_features(_test_keys(test), context), CATEGORICAL_FEATURES, NUMERIC_FEATURES)
-    predictions, epochs = [], []
+    test_inputs = to_model_inputs(build_features(_test_keys(test, window), context), CATEGORICAL_FEATURES, NUMERIC_FEATURES)
+    predictions, refit_predictions, epochs, validation_maes, refit_epochs = [], [], [], [], []
     for offset in range(seeds):
         import keras
 
         keras.backend.clear_session()
-        candidate = train_candidate(
-            train, context, hparams.model_copy(update={"seed": hparams.seed + offset}), BENCHMARK_HORIZON_DAYS
-        )
+        seed_hparams = hparams.model_copy(update={"seed": hparams.seed + offset})
+        candidate = train_candidate(train, context, seed_hparams, window.horizon_days)
         epochs.append(len(candidate.history["loss"]))
+        validation_maes.append(candidate.validation.mae)
+        logger.info("MLP seed %d: validation MAE %.2f after %d epochs", seed_hparams.seed, candidate.validation.mae, epochs[-1])
         predictions.append(predict_minutes(candidate.model, test_inputs))
-        logger.info("MLP seed %d: validation MAE %.2f after %d epochs", hparams.seed + offset, candidate.validation.mae, epochs[-1])
-    result.models.append(_result(
-        f"MLP ({seeds} seed{'s' if seeds > 1 else ''})", test, np.mean(predictions, axis=0),
-        time.perf_counter() - started, f"epochs {epochs}",
-    ))
+        if refit:
+            keras.backend.clear_session()
+            refit_epochs.append(best_epoch_count(candidate))
+            refitted = fit_all_days(train, context, seed_hparams, window.horizon_days, refit_epochs[-1])
+            refit_predictions.append(predict_minutes(refitted, test_inputs))
+    seconds = time.perf_counter() - started
+    note = f"validation MAE {', '.join(f'{mae:.2f}' for mae in validation_maes)}; epochs {epochs}"
+    name = f"MLP ({seeds} seed{'s' if seeds > 1 else ''})"
+    if seeds > 1:
+        result.models.append(_result(f"MLP (seed {hparams.seed} only)", test, predictions[0], seconds, note))
+    result.models.append(_result(name, test, np.mean(predictions, axis=0), seconds, note))
+    if refit:
+        result.models.append(_result(
+            f"{name}, refit", test, np.mean(refit_predictions, axis=0), seconds,
+            f"refit on all training days for {refit_epochs} epochs",
+        ))
+
+    if include_classic:
+        started = time.perf_counter()
+        predicted, note = _classic_mlp(train, test, context, hparams.seed, window)
+        result.models.append(_result(CLASSIC_NAME, test, predicted, time.perf_counter() - started, note))
 
     if include_lightgbm:
         try:
@@ -250,16 +356,21 @@ def run_backtest(
             result.skipped["LightGBM"] = "lightgbm is not installed: pip install -e '.[bench]' to score it"
         else:
             started = time.perf_counter()
-            predicted, note = _lightgbm(train, test, context, hparams.seed)
-            result.models.append(_result("LightGBM (L1)", test, predicted, time.perf_counter() - started, note))
+            predicted, refitted, note = _lightgbm(train, test, context, hparams.seed, window, refit)
+            seconds = time.perf_counter() - started
+            result.models.append(_result("LightGBM (L1)", test, predicted, seconds, note))
+            if refitted is not None:
+                result.models.append(_result("LightGBM (L1), refit", test, refitted, seconds, "refit on all training days"))
     return result
 
 
 def format_backtest(result: BacktestResult) -> str:
     """Render the scores as a markdown table, then per-ride MAE, one column per model."""
+    window = result.window
     lines = [
-        f"WDW-2019H2: {result.train_cells} training cells (<= {TRAIN_END.date()}), "
-        f"{result.test_cells} test cells ({TEST_START.date()}..{TEST_END.date()}), all forecast as of {TRAIN_END.date()}",
+        f"{window.name}: {result.train_cells} training cells (<= {window.train_end.date()}), "
+        f"{result.test_cells} test cells ({window.test_start.date()}..{window.test_end.date()}), "
+        f"all forecast as of {window.train_end.date()}",
         "",
         "| model | MAE | RMSE | within 10 min | seconds | note |",
         "|---|---|---|---|---|---|",

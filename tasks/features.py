@@ -68,9 +68,10 @@ NUMERIC_FEATURES = [
     "extra_magic_evening",
     "school_in_session",
     "holiday_metric",
-    # TODO: the daily job's December 2021 window scores 11.14 MAE with these
-    # features against 10.55 before ride_age_years, year_profile_level and the
-    # extra metadata were added; find which input drifts (docs/benchmarks.md).
+    # TODO: on the daily job's December 2021 window one trained model scores
+    # 11.1 to 12.5 MAE with these features (seasonal naive 11.86), against
+    # 10.55 with the earlier, shorter feature list. Dropping ride_age_years
+    # did not close the gap (12.41), so a first run may promote no model.
     "ride_duration_minutes",
     *EXTRA_METADATA_FEATURES,
     "recent_level",

@@ -113,6 +113,18 @@ class ForecastResult:
     fallback_dates: tuple[date, ...] = ()
 
 
+def _lock_forecast_day(connection: sa.Connection, as_of: date) -> None:
+    """Serialize writers of one as-of day until the transaction ends, so the later one replaces the earlier set.
+
+    SQLite already lets one writer at a time into a write transaction. On
+    PostgreSQL a second writer would otherwise find the first one's set only
+    after its own delete and fail on the unique as_of.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('parkcast-forecast-set'), :day)"),
+                           {"day": as_of.toordinal()})
+
+
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
 def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, cells: pd.DataFrame,
                     horizon_days: int, flow_run_id: str | None) -> ForecastResult:
@@ -138,9 +150,8 @@ def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, ce
 
     features = calendar_only_where_fallback(build_features(keys, context), keys)
     predicted = predict_minutes(loaded.model, to_model_inputs(features, CATEGORICAL_FEATURES, NUMERIC_FEATURES))
-    # TODO: two runs writing the same as-of day at once make the later insert
-    # fail on the unique as_of, and only the task retry then replaces the set.
     with engine.begin() as connection:
+        _lock_forecast_day(connection, as_of)
         connection.execute(sa.delete(schema.forecasts).where(
             schema.forecasts.c.forecast_set_id.in_(sa.select(sets.c.id).where(sets.c.as_of == as_of))))
         connection.execute(sa.delete(sets).where(sets.c.as_of == as_of))

@@ -191,7 +191,8 @@ def load_champion(engine: sa.Engine) -> LoadedModel:
         return LoadedModel(model=model, version_id=version.id, problems=problems)
     raise NoUsableModelError(
         "no usable champion model: " + ("; ".join(problems) or "none was ever promoted")
-        + ". Run `parkcast run` (or `parkcast retrain`) to train one."
+        + ". Train a new one with `parkcast retrain --force`, or choose an earlier version with "
+        "`parkcast models list` and `parkcast models promote VERSION --reason TEXT`."
     )
 
 

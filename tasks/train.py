@@ -16,7 +16,9 @@ from parkcast.models.mlp import HyperParameters, build_model, predict_minutes, t
 from parkcast.tasks.evaluate import Scores, score
 from parkcast.tasks.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, Context, assign_training_as_of, build_features, mask_metadata
 
-__all__ = ["Candidate", "split_by_days", "train_candidate", "train_best_candidate", "VALIDATION_SHARE"]
+__all__ = [
+    "Candidate", "split_by_days", "train_candidate", "best_epoch_count", "fit_all_days", "train_best_candidate", "VALIDATION_SHARE",
+]
 
 # The last share of training park days, in time order, drives early stopping.
 VALIDATION_SHARE = 0.1
@@ -49,11 +51,18 @@ def split_by_days(cells: pd.DataFrame, last_days: int) -> tuple[pd.DataFrame, pd
     return cells[cells["park_day"] < cutoff], cells[cells["park_day"] >= cutoff]
 
 
-def train_candidate(cells: pd.DataFrame, context: Context, hparams: HyperParameters, max_horizon: int) -> Candidate:
+def train_candidate(
+    cells: pd.DataFrame, context: Context, hparams: HyperParameters, max_horizon: int,
+    reuse: keras.Model | None = None,
+) -> Candidate:
     """Fit one model on `cells`, early-stopping on its latest park days.
 
     Training and validation cells get random as-of days up to `max_horizon`
-    days back, as the daily job forecasts up to that many days ahead.
+    days back, as the daily job forecasts up to that many days ahead. With
+    `reuse`, the fresh model's initial weights and optimizer state are copied
+    into `reuse`, which is then trained in its place (see _reset_to), so no
+    new training function is traced. The returned candidate's model is then
+    `reuse` itself.
     """
     validation_days = max(1, int(cells["park_day"].nunique() * VALIDATION_SHARE))
     fit_cells, validation_cells = split_by_days(cells, validation_days)
@@ -63,6 +72,8 @@ def train_candidate(cells: pd.DataFrame, context: Context, hparams: HyperParamet
     validation_features = build_features(validation_cells, context)
 
     model = build_model(hparams, fit_features, CATEGORICAL_FEATURES, NUMERIC_FEATURES)
+    if reuse is not None and _reset_to(reuse, model):
+        model = reuse
     fit_inputs = to_model_inputs(fit_features, CATEGORICAL_FEATURES, NUMERIC_FEATURES)
     validation_inputs = to_model_inputs(validation_features, CATEGORICAL_FEATURES, NUMERIC_FEATURES)
     stop = keras.callbacks.EarlyStopping(patience=hparams.patience, restore_best_weights=True)
@@ -87,23 +98,101 @@ def train_candidate(cells: pd.DataFrame, context: Context, hparams: HyperParamet
     )
 
 
+def best_epoch_count(candidate: Candidate) -> int:
+    """Return the epoch with the lowest validation loss, counted from 1 (the weights early stopping kept)."""
+    return int(np.argmin(candidate.history["val_loss"])) + 1
+
+
+def fit_all_days(cells: pd.DataFrame, context: Context, hparams: HyperParameters, max_horizon: int, epochs: int) -> keras.Model:
+    """Fit one model on every park day of `cells` for a fixed number of epochs, with no validation slice.
+
+    Use it after train_candidate has chosen `epochs` by early stopping, so that
+    the latest days, which train_candidate holds out, are learned from too.
+    """
+    cells = assign_training_as_of(cells, max_horizon, hparams.seed)
+    features = mask_metadata(build_features(cells, context), METADATA_MASK_SHARE, hparams.seed)
+    model = build_model(hparams, features, CATEGORICAL_FEATURES, NUMERIC_FEATURES)
+    model.fit(
+        to_model_inputs(features, CATEGORICAL_FEATURES, NUMERIC_FEATURES),
+        cells["wait"].to_numpy(dtype="float32"),
+        epochs=epochs,
+        batch_size=hparams.batch_size,
+        shuffle=True,
+        verbose=0,
+    )
+    return model
+
+
+def _vocabularies(model: keras.Model) -> dict[str, list[str]]:
+    return {layer.name: list(layer.get_vocabulary()) for layer in model.layers
+            if isinstance(layer, keras.layers.StringLookup)}
+
+
+def _shapes(variables) -> list[tuple]:
+    return [(tuple(v.shape), str(v.dtype)) for v in variables]
+
+
+def _reset_to(target: keras.Model, fresh: keras.Model) -> bool:
+    """Copy a freshly built model's state into an already trained model of the same architecture.
+
+    The copy covers every model variable (weights, batch-norm statistics,
+    Normalization mean and variance, dropout seed state) and the optimizer's
+    variables (step count, learning rate, zeroed moments). Returns False, and
+    copies nothing, when the models differ in a way the copy cannot carry over:
+    another architecture or another StringLookup vocabulary.
+    """
+    if _shapes(target.variables) != _shapes(fresh.variables):
+        return False
+    if _vocabularies(target) != _vocabularies(fresh):
+        return False
+    fresh.optimizer.build(fresh.trainable_variables)
+    if _shapes(target.optimizer.variables) != _shapes(fresh.optimizer.variables):
+        return False
+    for destination, source in zip(target.variables, fresh.variables):
+        destination.assign(source.value)
+    for destination, source in zip(target.optimizer.variables, fresh.optimizer.variables):
+        destination.assign(source.value)
+    return True
+
+
 @task(cache_policy=NONE)
 def train_best_candidate(
     cells: pd.DataFrame, context: Context, hparams: HyperParameters, trials: int, max_horizon: int
 ) -> Candidate:
-    """Train `trials` candidates with seeds hparams.seed, +1, ...; return the best on validation."""
+    """Train `trials` candidates with seeds hparams.seed, hparams.seed + 1, ...; return the best on validation.
+
+    Every trial trains the same compiled Keras model, reset to the fresh
+    initial state of its own seed. A new model per trial made TensorFlow trace
+    new training functions each time, and the traced graphs stayed in memory
+    after keras.backend.clear_session(): peak RSS grew about 10 MiB per trial
+    (TensorFlow 2.21, Keras 3.15). Only the best trial's weights are kept, as
+    NumPy arrays, so memory does not grow with `trials`. The result is
+    repeatable for the same data, seed and trial count.
+    """
     logger = get_logger()
+    # Reset Keras's global state (layer names, seeds) left by earlier models.
+    # NOTE: it does not free their traced graphs, so a long-running process
+    # (`parkcast serve`, `parkcast replay`) keeps one set per retrain.
+    keras.backend.clear_session()
+    gc.collect()
+    model: keras.Model | None = None
     best: Candidate | None = None
+    best_model: keras.Model | None = None
+    best_weights: list[np.ndarray] = []
     for trial in range(trials):
-        # Drop the previous trial's graph and tensors before the next one.
-        # TODO: peak RSS still grows about 10 MiB per trial (benchmarks/trial_memory.py).
-        keras.backend.clear_session()
-        gc.collect()
-        candidate = train_candidate(cells, context, hparams.model_copy(update={"seed": hparams.seed + trial}), max_horizon)
+        candidate = train_candidate(cells, context, hparams.model_copy(update={"seed": hparams.seed + trial}), max_horizon,
+                                    reuse=model)
+        if model is not None and candidate.model is not model:
+            logger.warning("Trial %d/%d could not reuse the compiled model (another vocabulary or shape), "
+                           "so it traced a new one", trial + 1, trials)
+        model = candidate.model
         logger.info(
             "Trial %d/%d: validation MAE %.2f min after %d epochs",
             trial + 1, trials, candidate.validation.mae, len(candidate.history["loss"]),
         )
         if best is None or candidate.validation.mae < best.validation.mae:
-            best = candidate
+            best, best_model, best_weights = candidate, model, model.get_weights()
+    # The shared model contains the last trial's weights, so restore the best trial's.
+    best_model.set_weights(best_weights)
+    best.model = best_model
     return best

@@ -72,3 +72,30 @@ def test_daily_flow_end_to_end_and_rerun(prefect_harness, database_url, real_sli
     assert second.ingest.files_skipped == len(SLICE_RIDES)
     assert _snapshot(engine) == before
     engine.dispose()
+
+
+def test_missing_champion_file_triggers_retrain(prefect_harness, sqlite_url, real_slice, tmp_path):
+    """With no loadable champion and nothing new to ingest, the run trains a replacement and forecasts with it."""
+    settings = small_settings(sqlite_url, real_slice, tmp_path / "models")
+    first = daily_forecast(settings=settings)
+    engine = make_engine(sqlite_url)
+    with engine.connect() as connection:
+        old = connection.execute(sa.select(schema.model_versions).where(schema.model_versions.c.id == first.champion_id)).one()
+    Path(old.file_path).unlink()
+
+    second = daily_forecast(settings=settings)
+
+    assert second.ingest.rows_stored == 0
+    assert second.retrain is not None
+    assert second.retrain.promoted, second.retrain.reason
+    assert second.champion_id != first.champion_id
+    assert any(first.champion_id in problem for problem in second.champion_problems)
+    assert "WARNING champion model: retrained because" in format_daily_summary(second)
+    with engine.connect() as connection:
+        champion = connection.execute(
+            sa.select(schema.model_versions.c.id).where(schema.model_versions.c.status == "champion")).scalar_one()
+        set_model = connection.execute(sa.select(schema.forecast_sets.c.model_version_id)
+                                       .where(schema.forecast_sets.c.as_of == second.forecast.as_of)).scalar_one()
+    engine.dispose()
+    assert champion == second.champion_id
+    assert set_model == second.champion_id

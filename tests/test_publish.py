@@ -429,3 +429,58 @@ def test_cli_calendar_lists_next_days(cli_database):
         cell = lines[str(row.park_day)][parks.index(row.park_code)]
         suffix = "*" if row.park_day in FALLBACK_DATES else ""
         assert cell == f"{int(row.crowd_index)}{suffix}"
+
+
+def test_concurrent_writers_leave_one_set(published):
+    """Hold one writer inside its transaction while a second writes the same new as-of day; the later set wins."""
+    engine, cells = published.engine, published.cells
+    # A day without a stored set: no existing row lock orders the two writers.
+    as_of = date(2021, 8, 21)
+    known = cells[cells["park_day"] <= pd.Timestamp(as_of)]
+    first_writer, second_writer = make_engine(published.url), make_engine(published.url)
+    paused, resume = threading.Event(), threading.Event()
+
+    @sa.event.listens_for(first_writer, "after_cursor_execute")
+    def pause_after_delete(connection, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("DELETE FROM FORECAST_SETS"):
+            paused.set()
+            assert resume.wait(30), "second writer did not start in 30 s"
+
+    errors: list[BaseException] = []
+
+    def write(writer, version: str, run_id: str) -> None:
+        try:
+            write_forecasts.fn(writer, LoadedModel(published.model, version), published.context, known, HORIZON, run_id)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test thread below.
+            errors.append(error)
+            paused.set()
+
+    first = threading.Thread(target=write, args=(first_writer, "tiny-b", "run-first"))
+    second = threading.Thread(target=write, args=(second_writer, "tiny-a", "run-second"))
+    first.start()
+    try:
+        assert paused.wait(60), "first writer never reached its transaction"
+        second.start()
+        second.join(1.0)
+        # The second writer waits for the first one's transaction (advisory lock on
+        # PostgreSQL, database write lock on SQLite) instead of failing or finishing.
+        assert second.is_alive()
+    finally:
+        resume.set()
+        first.join(60)
+        second.join(60)
+    first_writer.dispose()
+    second_writer.dispose()
+    assert not errors, errors
+    with engine.connect() as connection:
+        after = _set_of(connection, as_of)
+        written_by = connection.execute(sa.text(
+            "SELECT model_version_id, flow_run_id FROM forecast_sets WHERE as_of = :as_of"), {"as_of": as_of}).all()
+    assert len(after) == 1
+    assert after[0].row_count == after[0][3]
+    assert [tuple(row) for row in written_by] == [("tiny-a", "run-second")]
+    # Remove the extra set so the module's three sets stay as the other tests expect.
+    with engine.begin() as connection:
+        set_ids = sa.select(schema.forecast_sets.c.id).where(schema.forecast_sets.c.as_of == as_of)
+        connection.execute(sa.delete(schema.forecasts).where(schema.forecasts.c.forecast_set_id.in_(set_ids)))
+        connection.execute(sa.delete(schema.forecast_sets).where(schema.forecast_sets.c.as_of == as_of))

@@ -167,7 +167,7 @@ def test_summary_reports_fallback():
 
     text = format_daily_summary(Summary())
     assert "Champion in use: v-old" in text
-    assert "WARNING fell back past a broken model: v-new: model file /m/v-new.h5 is missing" in text
+    assert "WARNING champion model: v-new: model file /m/v-new.h5 is missing" in text
 
 
 # --- Compare-and-swap promotion ----------------------------------------------

@@ -1,14 +1,20 @@
-"""The real retrain flow: fresh re-scoring of the champion, learning curves and the artifact."""
+"""The real retrain flow: fresh re-scoring of the champion, learning curves, the artifact, concurrent runs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from prefect.settings import PREFECT_API_URL
 
 from parkcast import schema
+from parkcast.db import make_engine, migrate
 from parkcast.flows.retrain import RETRAIN_CONCURRENCY_LIMIT, retrain
+from parkcast.settings import REPO_ROOT
 from parkcast.tasks.features import load_cells, load_context, with_history
 from parkcast.tasks.ingest import ingest_folder
 from parkcast.tasks.registry import file_sha256, load_model_file
@@ -86,3 +92,62 @@ def test_stale_champion_score_cannot_win(prefect_harness, sqlite_engine, sqlite_
         limit = client.read_global_concurrency_limit_by_name(RETRAIN_CONCURRENCY_LIMIT)
     assert any(second.challenger_id in artifact.data and "v-stale" in artifact.data for artifact in artifacts)
     assert limit.limit == 1
+
+
+RETRAIN_CHILD = """
+import sys, time
+from pathlib import Path
+from parkcast.db import make_engine
+from parkcast.flows.retrain import retrain
+from parkcast.tasks.features import load_cells, load_context, with_history
+from tests.conftest import small_settings
+
+url, data_dir, model_dir, seed, start_file = sys.argv[1:6]
+engine = make_engine(url)
+cells = load_cells.fn(engine)
+context = with_history(load_context.fn(engine), cells)
+settings = small_settings(url, Path(data_dir), Path(model_dir), seed=int(seed), run_wait_seconds=900)
+while not Path(start_file).exists():
+    time.sleep(0.05)
+result = retrain(engine, cells, context, settings)
+engine.dispose()
+print(result.challenger_id, "promoted" if result.promoted else "rejected")
+"""
+
+
+def test_two_process_retrains_one_champion(prefect_harness, database_url, real_slice, tmp_path):
+    """Two real retrain flows started together in two processes leave one champion and both decisions."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    ingest_folder.fn(engine, real_slice, 500)
+    start = tmp_path / "start"
+    environment = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    children = [
+        subprocess.Popen([sys.executable, "-c", RETRAIN_CHILD, database_url, str(real_slice), str(tmp_path / "models"),
+                          str(seed), str(start)], cwd=REPO_ROOT, env=environment,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for seed in (7, 8)
+    ]
+    start.touch()
+    outputs = [child.communicate(timeout=1800) for child in children]
+    for child, (_, stderr) in zip(children, outputs):
+        assert child.returncode == 0, stderr[-3000:]
+    results = [stdout.strip().splitlines()[-1].split() for stdout, _ in outputs]
+
+    versions, events = schema.model_versions, schema.registry_events
+    with engine.connect() as connection:
+        statuses = dict(connection.execute(sa.select(versions.c.id, versions.c.status)).all())
+        decisions = connection.execute(sa.select(events.c.model_version_id, events.c.action)).all()
+        runs = connection.execute(sa.select(schema.training_runs.c.status)).scalars().all()
+    engine.dispose()
+
+    challengers = sorted(challenger_id for challenger_id, _ in results)
+    assert sorted(statuses) == challengers
+    assert list(statuses.values()).count("champion") == 1
+    assert sorted(model_version_id for model_version_id, _ in decisions) == challengers
+    assert all(action in ("promote", "reject") for _, action in decisions)
+    assert runs == ["completed", "completed"]
+    promoted = {challenger_id for challenger_id, outcome in results if outcome == "promoted"}
+    assert promoted == {model_version_id for model_version_id, action in decisions if action == "promote"}
+    [champion] = [version_id for version_id, status in statuses.items() if status == "champion"]
+    assert champion in promoted

@@ -1,11 +1,11 @@
-"""Measure peak RSS and wall time of one retrain's trials at N=1 and N=20.
+"""Measure peak RSS and wall time of one retrain's trials at N=1, 5 and 20.
 
 Each N runs in its own Python process, so the peak resident set size
 (ru_maxrss) belongs to that N alone. The data is a real slice: three rides,
 January to March 2019, from the bundled TouringPlans files.
 
-    .venv/bin/python benchmarks/trial_memory.py            # N=1 and N=20
-    .venv/bin/python benchmarks/trial_memory.py --child 5  # one N, prints JSON
+    .venv/bin/python bench/trial_memory.py            # N=1, 5 and 20
+    .venv/bin/python bench/trial_memory.py --child 5  # one N, prints JSON
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-TRIALS = (1, 20)
+TRIALS = (1, 5, 20)
 MAX_EPOCHS = 2
 
 
@@ -61,7 +61,7 @@ def main() -> None:
                                 capture_output=True, text=True).stdout
         results.append(json.loads(output.strip().splitlines()[-1]))
         print(json.dumps(results[-1]))
-    one, many = results
+    one, many = results[0], results[-1]
     print(f"peak RSS N={many['trials']} / N={one['trials']}: {many['peak_rss_mib'] / one['peak_rss_mib']:.3f}; "
           f"training growth {many['peak_rss_mib'] - many['peak_before_training_mib']:.0f} MiB vs "
           f"{one['peak_rss_mib'] - one['peak_before_training_mib']:.0f} MiB; "
