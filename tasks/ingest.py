@@ -42,6 +42,8 @@ CLOSED = -999
 MAX_ACTUAL_WAIT = 600
 # An observation may fall after midnight but still belong to the park day.
 MAX_HOURS_AFTER_MIDNIGHT = 6
+# A park day later than tomorrow in the park's zone cannot have been observed yet.
+MAX_DAYS_AHEAD = 1
 PARK_CODES = {
     "Magic Kingdom": "MK",
     "Epcot": "EP",
@@ -145,13 +147,44 @@ def load_attractions(engine: sa.Engine, path: Path) -> dict[str, int]:
     return dict(ids)
 
 
-def load_park_days(engine: sa.Engine, path: Path) -> int:
-    """Upsert park-day metadata rows and each park's opening hours; return days loaded."""
+def _metadata_row_problem(record: dict) -> str:
+    """Return why a metadata row cannot be stored, or an empty string when it can."""
+    for park in PARK_CODES.values():
+        given = {name: record.get(f"{park}{name}") for name in ("OPEN", "CLOSE")}
+        present = {name: value for name, value in given.items() if isinstance(value, str) and value.strip()}
+        minutes = {name: parse_clock_minutes(value) for name, value in present.items()}
+        for name, value in present.items():
+            if minutes[name] is None:
+                return f"invalid {park}{name} {value!r}: expected H:MM up to 30:00"
+        if len(minutes) == 2 and minutes["CLOSE"] <= minutes["OPEN"]:
+            return f"{park}CLOSE {present['CLOSE']!r} is not after {park}OPEN {present['OPEN']!r}"
+    return ""
+
+
+def load_park_days(engine: sa.Engine, path: Path, summary: IngestSummary | None = None) -> int:
+    """Upsert park-day metadata rows and each park's opening hours; return days loaded.
+
+    A row with an unparseable DATE or invalid park hours is skipped, so that it
+    never overwrites a stored day. Each one is logged with its line and counted
+    in `summary.rejected_by_reason`.
+    """
     frame = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
     if "DATE" not in frame.columns:
         raise IngestError(f"{path}: no DATE column; expected the TouringPlans metadata header")
     days = pd.to_datetime(frame["DATE"], format="%m/%d/%Y", errors="coerce")
-    frame = frame[days.notna()].assign(_day=days[days.notna()].dt.date)
+    problems = pd.Series("", index=frame.index, dtype=object)
+    problems[days.isna()] = [f"unparseable metadata DATE {value!r}" for value in frame.loc[days.isna(), "DATE"]]
+    for index, record in frame[days.notna()].iterrows():
+        problems[index] = _metadata_row_problem(record.to_dict())
+    logger = get_logger()
+    for index, problem in problems[problems != ""].items():
+        # Line 1 is the header.
+        logger.warning("%s line %d skipped: %s", path.name, index + 2, problem)
+        if summary is not None:
+            reason = "park-day metadata row skipped (see the log)"
+            summary.rejected_by_reason[reason] = summary.rejected_by_reason.get(reason, 0) + 1
+    good = problems == ""
+    frame = frame[good].assign(_day=days[good].dt.date)
     frame = frame.drop_duplicates("_day", keep="last")
 
     day_rows, hour_rows = [], []
@@ -170,7 +203,7 @@ def load_park_days(engine: sa.Engine, path: Path) -> int:
             _upsert(connection, schema.park_days, day_rows[start : start + 500], ["park_day"])
         for start in range(0, len(hour_rows), 2000):
             _upsert(connection, schema.park_hours, hour_rows[start : start + 2000], ["park_day", "park_code"])
-    get_logger().info("Loaded %d park days from %s", len(day_rows), path.name)
+    logger.info("Loaded %d park days from %s", len(day_rows), path.name)
     return len(day_rows)
 
 
@@ -225,12 +258,14 @@ def validate_wait_rows(chunk: pd.DataFrame, max_posted_wait: int) -> tuple[pd.Da
     posted = pd.to_numeric(chunk["SPOSTMIN"].where(posted_given), errors="coerce")
     actual = pd.to_numeric(chunk["SACTMIN"].where(actual_given), errors="coerce")
     hours_from_day_start = (local - park_day) / pd.Timedelta(hours=1)
+    latest_day = pd.Timestamp.now(tz=LOCAL_ZONE).tz_localize(None).normalize() + pd.Timedelta(days=MAX_DAYS_AHEAD)
 
     rules = [
         (park_day.isna(), "unparseable date"),
         (local.isna(), "unparseable datetime"),
         ((hours_from_day_start < 0) | (hours_from_day_start >= 24 + MAX_HOURS_AFTER_MIDNIGHT),
          "datetime outside its park day"),
+        (park_day > latest_day, "date in the future"),
         (posted_given & posted.isna(), "non-numeric SPOSTMIN"),
         (actual_given & actual.isna(), "non-numeric SACTMIN"),
         ((posted < 0) & (posted != CLOSED), "negative posted wait"),
@@ -673,10 +708,10 @@ def ingest_folder(
     for path in sorted(p for p in data_dir.iterdir() if _is_attractions_file(p)):
         ride_ids.update(load_attractions(engine, path))
     metadata_files = sorted(data_dir.glob("touringplans_metadata.csv*"))
-    for path in metadata_files:
-        load_park_days(engine, path)
-
     summary = IngestSummary()
+    for path in metadata_files:
+        load_park_days(engine, path, summary)
+
     logger = get_logger()
     for path in _wait_files(data_dir):
         code = ride_code_of(path)

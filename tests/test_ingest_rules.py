@@ -2,13 +2,14 @@
 
 import gzip
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 
 from parkcast import schema
-from parkcast.tasks.ingest import ingest_folder, ingest_wait_file, load_attractions, load_park_days
+from parkcast.tasks.ingest import IngestSummary, ingest_folder, ingest_wait_file, load_attractions, load_park_days
 from tests.conftest import DATA_DIR
 
 HEADER = "date,datetime,SACTMIN,SPOSTMIN\n"
@@ -462,3 +463,51 @@ def test_dst_fold_split_across_blocks(engine, soarin_id, tmp_path, monkeypatch):
         (datetime(2019, 11, 3, 6, 10), 22),
         (datetime(2019, 11, 3, 6, 40), 23),
     ]
+
+
+def test_future_dates_quarantined(engine, soarin_id, tmp_path):
+    # Park days up to tomorrow in the park's zone are accepted; the day after is not.
+    soon = datetime.now(ZoneInfo("America/New_York")).date() + timedelta(days=2)
+    path = tmp_path / "soarin.csv"
+    path.write_text(HEADER + "".join([
+        "03/01/2019,2019-03-01 09:00:00,,45\n",  # 2 a past day
+        "01/01/2099,2099-01-01 10:00:00,,45\n",  # 3 far in the future
+        f"{soon:%m/%d/%Y},{soon:%Y-%m-%d} 10:00:00,,30\n",  # 4 the day after tomorrow
+    ]))
+    summary = ingest_wait_file(engine, path, soarin_id, 500)
+    assert (summary.rows_read, summary.rows_stored, summary.rows_rejected) == (3, 1, 2)
+    assert summary.rejected_by_reason == {"date in the future": 2}
+    assert _rejected(engine) == [(3, "date in the future"), (4, "date in the future")]
+    assert [row[0] for row in _observations(engine)] == [date(2019, 3, 1)]
+
+
+def test_invalid_metadata_rows_skipped(sqlite_engine, tmp_path, caplog):
+    """A bad row never overwrites a stored day; the good rows of the file load."""
+    path = tmp_path / "touringplans_metadata.csv"
+    path.write_text(
+        "DATE,inSession,MKOPEN,MKCLOSE\n"
+        "03/01/2019,67%,8:00,23:00\n"
+        "03/02/2019,50%,9:00,22:00\n"
+    )
+    assert load_park_days(sqlite_engine, path) == 2
+    path.write_text(
+        "DATE,inSession,MKOPEN,MKCLOSE\n"
+        "13/45/2019,10%,8:00,23:00\n"  # 2 unparseable date
+        "03/01/2019,99%,banana,99:99\n"  # 3 invalid opening time
+        "03/02/2019,50%,22:00,9:00\n"  # 4 closes before it opens
+        "03/03/2019,40%,9:00,21:00\n"  # 5 valid
+    )
+    summary = IngestSummary()
+    with caplog.at_level(logging.WARNING):
+        assert load_park_days(sqlite_engine, path, summary) == 1
+    assert summary.rejected_by_reason == {"park-day metadata row skipped (see the log)": 3}
+    assert "touringplans_metadata.csv line 2 skipped: unparseable metadata DATE '13/45/2019'" in caplog.text
+    assert "line 3 skipped: invalid MKOPEN 'banana'" in caplog.text
+    assert "line 4 skipped: MKCLOSE '9:00' is not after MKOPEN '22:00'" in caplog.text
+    with sqlite_engine.connect() as connection:
+        days = connection.execute(sa.select(schema.park_days).order_by(schema.park_days.c.park_day)).all()
+        hours = connection.execute(sa.select(schema.park_hours).order_by(schema.park_hours.c.park_day)).all()
+    assert [(d.park_day, d.attributes["inSession"]) for d in days] == [
+        (date(2019, 3, 1), "67%"), (date(2019, 3, 2), "50%"), (date(2019, 3, 3), "40%")]
+    assert [tuple(h) for h in hours] == [
+        (date(2019, 3, 1), "MK", 480, 1380), (date(2019, 3, 2), "MK", 540, 1320), (date(2019, 3, 3), "MK", 540, 1260)]
