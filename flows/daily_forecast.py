@@ -117,7 +117,7 @@ def retrain_on_stored_data(trials: int | None = None, force: bool = False) -> Re
         if not force and not _needs_retrain(engine, cells["park_day"].max()):
             get_logger().info("No records newer than the champion's evaluation window; retrain skipped")
             return None
-        # The retrain flow holds the one-slot retrain limit itself.
+        # The retrain flow acquires the one-slot retrain limit itself.
         return retrain(engine, cells, with_history(load_context(engine), cells), settings)
     finally:
         engine.dispose()

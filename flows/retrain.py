@@ -116,9 +116,9 @@ def _publish_artifact(result: RetrainResult, eval_start, eval_end) -> None:
 def retrain(engine: sa.Engine, cells: pd.DataFrame, context: Context, settings: Settings | None = None) -> RetrainResult:
     """Train a challenger on all but the freshest days and promote it only if it wins there.
 
-    At most one retrain runs at a time per Prefect server (global concurrency
-    limit RETRAIN_CONCURRENCY_LIMIT); a later one waits for the slot up to
-    PARKCAST_RUN_WAIT_SECONDS, then is skipped with RunInProgressError.
+    At most one retrain runs at a time per Prefect server, through the global
+    concurrency limit RETRAIN_CONCURRENCY_LIMIT. A later one waits for the slot
+    up to PARKCAST_RUN_WAIT_SECONDS, then is skipped with RunInProgressError.
     """
     settings = settings or get_settings()
     with exclusive_run("retrain", settings.run_wait_seconds):

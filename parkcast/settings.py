@@ -109,7 +109,7 @@ class Settings(BaseSettings):
 
 
 class SettingsError(ValueError):
-    """A PARKCAST_* variable holds a value that the setting does not accept."""
+    """A PARKCAST_* variable contains a value that the setting does not accept."""
 
 
 @lru_cache(maxsize=1)
@@ -125,8 +125,8 @@ def get_settings() -> Settings:
         for item in error.errors():
             name = str(item["loc"][0]) if item["loc"] else "?"
             value = item.get("input")
-            shown = mask_url(str(value)) if name == "database_url" else repr(value)
-            problems.append(f"PARKCAST_{name.upper()}={shown}: {item['msg']}")
+            value_text = mask_url(str(value)) if name == "database_url" else repr(value)
+            problems.append(f"PARKCAST_{name.upper()}={value_text}: {item['msg']}")
         raise SettingsError(
             "invalid setting " + "; ".join(problems)
             + ". Fix the environment variable or the .env file (the README lists every setting)."
