@@ -198,3 +198,21 @@ def test_cli_output_unchanged_with_progress(prefect_harness, sqlite_url, real_sl
         assert "\x1b[" not in result.stdout
         assert "\x1b[" not in result.stderr
         assert "Replaying days" not in result.stdout
+
+
+def test_retrain_stores_frames_as_placeholders(sqlite_engine):
+    import pandas as pd
+
+    from parkcast.flows.retrain import retrain
+    from parkcast.settings import Settings
+    from parkcast.tasks.features import Context
+
+    context = Context(rides=pd.DataFrame({"code": ["soarin"]}), park_days=pd.DataFrame())
+    cells = pd.DataFrame({"ride_code": ["soarin"] * 3, "wait": [10.0, 20.0, 30.0]})
+    stored = retrain.serialize_parameters(
+        {"engine": sqlite_engine, "cells": cells, "context": context, "settings": Settings(seed=3)})
+
+    assert stored["engine"] == "<Engine>"
+    assert stored["cells"] == "<DataFrame>"
+    assert stored["context"] == "<Context>"
+    assert stored["settings"]["seed"] == 3
