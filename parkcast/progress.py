@@ -8,6 +8,7 @@ scheduler, tests and benchmarks get a bar that does nothing.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from collections.abc import Iterator
@@ -65,14 +66,31 @@ def show_progress(enabled: bool) -> Iterator[None]:
         TimeRemainingColumn(),
         console=Console(stderr=True),
     )
+    # Prefect's console log handlers keep their own rich Console on the real
+    # stderr, so their lines would cut through the redrawn bars. While the
+    # bars show, they print through the bars' console, above the bars.
+    handlers = _prefect_console_handlers()
+    saved_consoles = [handler.console for handler in handlers]
     with _lock:
         _display = display
     try:
+        for handler in handlers:
+            handler.console = display.console
         with display:
             yield
     finally:
+        for handler, console in zip(handlers, saved_consoles):
+            handler.console = console
         with _lock:
             _display = None
+
+
+def _prefect_console_handlers() -> list[logging.Handler]:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *(item for item in logging.root.manager.loggerDict.values()
+                                      if isinstance(item, logging.Logger))]
+    return [handler for logger in loggers for handler in logger.handlers if isinstance(handler, PrefectConsoleHandler)]
 
 
 @contextmanager
