@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from parkcast.progress import show_progress, stderr_is_terminal
 from parkcast.settings import Settings, get_settings, mask_url
 
 __all__ = ["app"]
@@ -17,10 +18,20 @@ __all__ = ["app"]
 app = typer.Typer(help="parkcast: scheduled forecasts of theme-park ride wait times.", no_args_is_help=True)
 
 
+# Whether long commands draw progress bars on stderr; set by the --progress option.
+_show_bars = False
+
+
 @app.callback()
-def _prepare() -> None:
+def _prepare(
+    progress: bool = typer.Option(
+        None, "--progress/--no-progress", envvar="PARKCAST_PROGRESS",
+        help="Draw progress bars on stderr for ingest, training and replay. Default: only when stderr is a terminal."),
+) -> None:
     from parkcast.settings import SettingsError
 
+    global _show_bars
+    _show_bars = stderr_is_terminal() if progress is None else progress
     # Prefect's local mode fails with "unable to open database file" when
     # PREFECT_HOME names a folder that does not exist yet.
     if prefect_home := os.environ.get("PREFECT_HOME"):
@@ -57,7 +68,7 @@ def run() -> None:
     from parkcast.flows.daily_forecast import daily_forecast
     from parkcast.summary import format_daily_summary
 
-    with _readable_errors():
+    with _readable_errors(), show_progress(_show_bars):
         # Fail fast on an unreachable database, before Prefect starts its local server.
         make_engine(get_settings().database_url).dispose()
         summary = daily_forecast()
@@ -241,7 +252,7 @@ def retrain_command(
     """Retrain on the stored observations now, without ingesting files (same flow as the retrain deployment)."""
     from parkcast.flows.daily_forecast import retrain_on_stored_data
 
-    with _readable_errors():
+    with _readable_errors(), show_progress(_show_bars):
         result = retrain_on_stored_data(trials=trials, force=force)
     if result is None:
         typer.echo("No records arrived since the champion was chosen; nothing to do (use --force to retrain).")
@@ -409,7 +420,7 @@ def replay(
     from parkcast.flows.replay import format_replay_report, plot_replay_report
     from parkcast.flows.replay import replay as replay_flow
 
-    with _readable_errors():
+    with _readable_errors(), show_progress(_show_bars):
         report = replay_flow(start.date(), end.date(), retrain_every, replay_url)
     typer.echo(format_replay_report(report))
     if plot is not None:

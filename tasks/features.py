@@ -13,6 +13,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from parkcast import schema
+from parkcast.retries import RETRIES, RETRY_DELAY_SECONDS, retry_if_transient
 
 __all__ = [
     "FEATURE_SCHEMA_VERSION",
@@ -190,7 +191,8 @@ def assign_training_as_of(cells: pd.DataFrame, max_horizon: int, seed: int) -> p
     return cells.assign(as_of=pd.to_datetime(cells["park_day"]) - pd.to_timedelta(horizon, unit="D"))
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
+@task(cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS,
+      retry_condition_fn=retry_if_transient)
 def load_cells(engine: sa.Engine, start: date | None = None, end: date | None = None) -> pd.DataFrame:
     """Return the mean posted wait per (ride, park day, hour) between `start` and `end`.
 
@@ -220,7 +222,8 @@ def load_cells(engine: sa.Engine, start: date | None = None, end: date | None = 
     return cells.sort_values(["park_day", "ride_code", "hour"], ignore_index=True)
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
+@task(cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS,
+      retry_condition_fn=retry_if_transient)
 def load_context(engine: sa.Engine) -> Context:
     """Read rides and park-day metadata from the database."""
     with engine.connect() as connection:
@@ -244,7 +247,20 @@ def _clock_hours(frame: pd.DataFrame, column: str) -> pd.Series:
 
 
 def _park_day_features(context: Context, keys: pd.DataFrame) -> pd.DataFrame:
-    """Look up each key's park-day metadata for the ride's own park."""
+    """Look up each key's park-day metadata for the ride's own park.
+
+    The features depend only on (park day, park), so they are computed once
+    per distinct pair and copied to the keys: parsing the wide metadata rows
+    for every cell took most of the feature time of a retrain.
+    """
+    pairs = keys[["park_day", "park_code"]]
+    distinct = pairs.drop_duplicates(ignore_index=True)
+    table = _park_day_features_of_pairs(context, distinct)
+    positions = pd.MultiIndex.from_frame(distinct).get_indexer(pd.MultiIndex.from_frame(pairs))
+    return table.iloc[positions].set_axis(keys.index)
+
+
+def _park_day_features_of_pairs(context: Context, keys: pd.DataFrame) -> pd.DataFrame:
     meta = context.park_days.reindex(keys["park_day"].to_numpy())
     meta.index = keys.index
     park = keys["park_code"]

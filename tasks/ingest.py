@@ -21,6 +21,8 @@ from prefect.cache_policies import NONE
 
 from parkcast import schema
 from parkcast.logs import get_logger
+from parkcast.progress import progress_bar
+from parkcast.retries import RETRIES, RETRY_DELAY_SECONDS, retry_if_transient
 
 __all__ = [
     "IngestError",
@@ -688,7 +690,8 @@ def add_unlisted_ride(engine: sa.Engine, code: str, park_code: str, name: str | 
         return connection.execute(sa.select(schema.rides.c.id).where(schema.rides.c.code == code)).scalar_one()
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
+@task(cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS,
+      retry_condition_fn=retry_if_transient)
 def ingest_folder(
     engine: sa.Engine, data_dir: Path, max_posted_wait: int, default_park: str | None = None
 ) -> IngestSummary:
@@ -713,21 +716,24 @@ def ingest_folder(
         load_park_days(engine, path, summary)
 
     logger = get_logger()
-    for path in _wait_files(data_dir):
-        code = ride_code_of(path)
-        try:
-            if code not in ride_ids:
-                if not default_park:
-                    raise IngestError(
-                        f"{path}: ride {code!r} is in no attractions*.csv file; add a row for it there "
-                        "or set PARKCAST_DEFAULT_PARK to its park code (MK, EP, HS or AK)"
-                    )
-                ride_ids[code] = add_unlisted_ride(engine, code, default_park)
-                summary.rides_added.append(code)
-                logger.warning("Ride %r of %s is in no attractions*.csv file; stored it in park %s from "
-                               "PARKCAST_DEFAULT_PARK", code, path.name, default_park)
-            _merge(summary, ingest_wait_file(engine, path, ride_ids[code], max_posted_wait))
-        except IngestError as error:
-            summary.failed_files[path.name] = str(error)
-            logger.error("Failed to ingest %s: %s", path.name, error)
+    wait_files = _wait_files(data_dir)
+    with progress_bar("Ingesting ride files", len(wait_files)) as bar:
+        for path in wait_files:
+            code = ride_code_of(path)
+            try:
+                if code not in ride_ids:
+                    if not default_park:
+                        raise IngestError(
+                            f"{path}: ride {code!r} is in no attractions*.csv file; add a row for it there "
+                            "or set PARKCAST_DEFAULT_PARK to its park code (MK, EP, HS or AK)"
+                        )
+                    ride_ids[code] = add_unlisted_ride(engine, code, default_park)
+                    summary.rides_added.append(code)
+                    logger.warning("Ride %r of %s is in no attractions*.csv file; stored it in park %s from "
+                                   "PARKCAST_DEFAULT_PARK", code, path.name, default_park)
+                _merge(summary, ingest_wait_file(engine, path, ride_ids[code], max_posted_wait))
+            except IngestError as error:
+                summary.failed_files[path.name] = str(error)
+                logger.error("Failed to ingest %s: %s", path.name, error)
+            bar.advance()
     return summary

@@ -13,6 +13,7 @@ from prefect.cache_policies import NONE
 
 from parkcast import schema
 from parkcast.logs import get_logger
+from parkcast.retries import RETRIES, RETRY_DELAY_SECONDS, retry_if_transient
 from parkcast.models.mlp import predict_minutes, to_model_inputs
 from parkcast.tasks.features import CATEGORICAL_FEATURES, FEATURE_SCHEMA_VERSION, METADATA_FEATURES, NUMERIC_FEATURES, Context, build_features
 from parkcast.tasks import registry
@@ -26,7 +27,8 @@ TYPICAL_HOUR_SHARE = 0.5
 TYPICAL_HOURS_LOOKBACK_DAYS = 60
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
+@task(cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS,
+      retry_condition_fn=retry_if_transient)
 def load_champion(engine: sa.Engine) -> LoadedModel:
     """Load the champion, falling back to earlier champions when its file is broken."""
     return registry.load_champion(engine)
@@ -87,18 +89,44 @@ def calendar_only_where_fallback(features: pd.DataFrame, keys: pd.DataFrame) -> 
     return features
 
 
-def refresh_park_day_history(connection: sa.Connection) -> None:
-    """Replace the park_day_history table with the park_day_observed view's current rows.
+def refresh_park_day_history(connection: sa.Connection, since: date | None = None) -> None:
+    """Replace the park_day_history rows with the park_day_observed view's current rows.
 
     The crowd index reads this copy because the view aggregates every
     observation, which takes seconds on the bundled data (docs/benchmarks.md).
+    With `since`, only park days from `since` on are replaced; the caller
+    promises that no observation of an earlier park day changed.
     """
     history = schema.park_day_history
-    observed = sa.table("park_day_observed", *(sa.column(name) for name in ["park_code", "park_day", "mean_wait", "cells"]))
-    connection.execute(sa.delete(history))
-    connection.execute(sa.insert(history).from_select(
-        ["park_code", "park_day", "mean_wait", "cells"],
-        sa.select(observed.c.park_code, observed.c.park_day, observed.c.mean_wait, observed.c.cells)))
+    columns = ["park_code", "park_day", "mean_wait", "cells"]
+    if since is None:
+        observed = sa.table("park_day_observed", *(sa.column(name) for name in columns))
+        connection.execute(sa.delete(history))
+        connection.execute(sa.insert(history).from_select(columns, sa.select(*observed.c)))
+        return
+    connection.execute(sa.delete(history).where(history.c.park_day >= since))
+    connection.execute(sa.insert(history).from_select(columns, _park_days_observed_since(since)))
+
+
+def _park_days_observed_since(since: date) -> sa.Select:
+    """Return the park_day_observed view's query restricted to park days from `since` on.
+
+    SQLite does not push an outer park_day filter into the view's inner
+    GROUP BY, so the view's SQL is repeated here with the filter inside.
+    tests/test_replay.py checks that both give the same rows.
+    """
+    obs, rides = schema.observations, schema.rides
+    cells = (
+        sa.select(rides.c.park_code, obs.c.park_day, sa.func.avg(sa.cast(obs.c.posted_wait, sa.Float)).label("cell_wait"))
+        .join(rides, rides.c.id == obs.c.ride_id)
+        .where(obs.c.posted_wait.is_not(None), sa.not_(obs.c.is_closed), obs.c.park_day >= since)
+        .group_by(rides.c.park_code, obs.c.park_day, obs.c.ride_id, obs.c.local_hour)
+        .subquery("cells")
+    )
+    return (
+        sa.select(cells.c.park_code, cells.c.park_day, sa.func.avg(cells.c.cell_wait), sa.func.count())
+        .group_by(cells.c.park_code, cells.c.park_day)
+    )
 
 
 @dataclass(frozen=True)
@@ -125,14 +153,16 @@ def _lock_forecast_day(connection: sa.Connection, as_of: date) -> None:
                            {"day": as_of.toordinal()})
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
+@task(cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS,
+      retry_condition_fn=retry_if_transient)
 def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, cells: pd.DataFrame,
-                    horizon_days: int, flow_run_id: str | None) -> ForecastResult:
+                    horizon_days: int, flow_run_id: str | None, history_since: date | None = None) -> ForecastResult:
     """Predict every operating hour of the next park days and store them as one set.
 
     A set already written for the same as-of day by the same model is left as
     it is. Otherwise the old set for that day is replaced in one transaction,
-    so readers see either the old set or the new one, never a mix.
+    so readers see either the old set or the new one, never a mix. Either way
+    park_day_history is refreshed, from `history_since` on when it is given.
     """
     as_of = pd.Timestamp(cells["park_day"].max()).date()
     keys = forecast_keys(engine, context, cells, as_of, horizon_days)
@@ -144,7 +174,7 @@ def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, ce
     if (existing is not None and existing.model_version_id == loaded.version_id and existing.row_count == len(keys)
             and existing.horizon_days == horizon_days):
         with engine.begin() as connection:
-            refresh_park_day_history(connection)
+            refresh_park_day_history(connection, history_since)
         get_logger().info("Forecasts for as-of %s by model %s already stored; nothing to write", as_of, loaded.version_id)
         return ForecastResult(as_of, len(keys), fallback_days, unchanged=True, fallback_dates=fallback_dates)
 
@@ -166,7 +196,7 @@ def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, ce
         ]
         if rows:
             connection.execute(sa.insert(schema.forecasts), rows)
-        refresh_park_day_history(connection)
+        refresh_park_day_history(connection, history_since)
     get_logger().info("Wrote %d forecasts for %d park days after %s (%d days without metadata)",
                       len(rows), horizon_days, as_of, fallback_days)
     return ForecastResult(as_of, len(rows), fallback_days, unchanged=False, fallback_dates=fallback_dates)

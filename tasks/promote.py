@@ -15,6 +15,7 @@ from prefect.cache_policies import NONE
 
 from parkcast import __version__, schema
 from parkcast.logs import get_logger
+from parkcast.retries import RETRIES, RETRY_DELAY_SECONDS, retry_if_transient
 from parkcast.tasks.evaluate import Scores
 from parkcast.tasks.features import FEATURE_SCHEMA_VERSION
 from parkcast.tasks.registry import file_sha256, write_transaction
@@ -65,7 +66,8 @@ def save_learning_curve(history: dict[str, list[float]], path: Path, title: str)
     return path
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
+@task(cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS,
+      retry_condition_fn=retry_if_transient)
 def save_version(engine: sa.Engine, candidate: Candidate, model_dir: Path, training_run_id: int, trials: int = 1) -> str:
     """Write the candidate's .h5 file and learning curve atomically; record it as a candidate version.
 
@@ -176,7 +178,8 @@ def _record_decision(connection: sa.Connection, challenger_id: str, champion_id:
         reason=decision.reason, previous_champion_id=champion_id, **scores))
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
+@task(cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS,
+      retry_condition_fn=retry_if_transient)
 def apply_decision(engine: sa.Engine, challenger_id: str, champion_id: str | None, decision: Decision,
                    challenger: Scores | None = None, champion: Scores | None = None,
                    baseline: Scores | None = None) -> Decision:

@@ -9,15 +9,19 @@ import keras
 import numpy as np
 import pandas as pd
 from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
+from prefect.context import TaskRunContext
 
 from parkcast.logs import get_logger
+from parkcast.progress import ProgressBar, progress_bar
 from parkcast.models.mlp import HyperParameters, build_model, predict_minutes, to_model_inputs
 from parkcast.tasks.evaluate import Scores, score
 from parkcast.tasks.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, Context, assign_training_as_of, build_features, mask_metadata
 
 __all__ = [
     "Candidate", "split_by_days", "train_candidate", "best_epoch_count", "fit_all_days", "train_best_candidate", "VALIDATION_SHARE",
+    "PROGRESS_ARTIFACT_KEY", "TrainingProgress",
 ]
 
 # The last share of training park days, in time order, drives early stopping.
@@ -25,6 +29,8 @@ VALIDATION_SHARE = 0.1
 # Share of training rows whose metadata is hidden, so that days without
 # metadata are forecast as well as days with it.
 METADATA_MASK_SHARE = 0.3
+# Key of the Prefect progress artifact that train_best_candidate updates per epoch.
+PROGRESS_ARTIFACT_KEY = "training-progress"
 
 
 @dataclass
@@ -51,9 +57,44 @@ def split_by_days(cells: pd.DataFrame, last_days: int) -> tuple[pd.DataFrame, pd
     return cells[cells["park_day"] < cutoff], cells[cells["park_day"] >= cutoff]
 
 
+class TrainingProgress(keras.callbacks.Callback):
+    """Keras callback that reports each finished epoch to a Prefect progress artifact and a CLI bar.
+
+    Progress is the share of the planned epochs of all trials, in percent.
+    A trial that stops early counts as complete when its training ends.
+    """
+
+    def __init__(self, artifact_id, trial: int, trials: int, max_epochs: int, bar: ProgressBar) -> None:
+        super().__init__()
+        self.artifact_id = artifact_id
+        self.trial = trial
+        self.trials = trials
+        self.max_epochs = max_epochs
+        self.bar = bar
+
+    def _percent(self, epochs_done: int) -> float:
+        return 100.0 * (self.trial + epochs_done / self.max_epochs) / self.trials
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.bar.advance()
+        if self.artifact_id is None:
+            return
+        val_loss = (logs or {}).get("val_loss")
+        loss_text = f", validation loss {val_loss:.2f}" if val_loss is not None else ""
+        update_progress_artifact(
+            self.artifact_id, self._percent(epoch + 1),
+            description=f"Trial {self.trial + 1}/{self.trials}, epoch {epoch + 1}/{self.max_epochs}{loss_text}",
+        )
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.artifact_id is not None:
+            update_progress_artifact(self.artifact_id, self._percent(self.max_epochs),
+                                     description=f"Trial {self.trial + 1}/{self.trials} finished")
+
+
 def train_candidate(
     cells: pd.DataFrame, context: Context, hparams: HyperParameters, max_horizon: int,
-    reuse: keras.Model | None = None,
+    reuse: keras.Model | None = None, callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> Candidate:
     """Fit one model on `cells`, early-stopping on its latest park days.
 
@@ -63,6 +104,7 @@ def train_candidate(
     into `reuse`, which is then trained in its place (see _reset_to), so no
     new training function is traced. The returned candidate's model is then
     `reuse` itself.
+    `callbacks` run after early stopping, so they see its final epoch.
     """
     validation_days = max(1, int(cells["park_day"].nunique() * VALIDATION_SHARE))
     fit_cells, validation_cells = split_by_days(cells, validation_days)
@@ -84,7 +126,7 @@ def train_candidate(
         epochs=hparams.max_epochs,
         batch_size=hparams.batch_size,
         shuffle=True,
-        callbacks=[stop],
+        callbacks=[stop, *(callbacks or [])],
         verbose=0,
     )
     predicted = predict_minutes(model, validation_inputs)
@@ -167,7 +209,9 @@ def train_best_candidate(
     after keras.backend.clear_session(): peak RSS grew about 10 MiB per trial
     (TensorFlow 2.21, Keras 3.15). Only the best trial's weights are kept, as
     NumPy arrays, so memory does not grow with `trials`. The result is
-    repeatable for the same data, seed and trial count.
+    repeatable for the same data, seed and trial count. Inside a Prefect task
+    run, the progress artifact PROGRESS_ARTIFACT_KEY goes from 0 to 100 percent
+    over the trials' epochs.
     """
     logger = get_logger()
     # Reset Keras's global state (layer names, seeds) left by earlier models.
@@ -175,23 +219,31 @@ def train_best_candidate(
     # (`parkcast serve`, `parkcast replay`) keeps one set per retrain.
     keras.backend.clear_session()
     gc.collect()
+    artifact_id = None
+    if TaskRunContext.get() is not None:
+        artifact_id = create_progress_artifact(
+            0.0, key=PROGRESS_ARTIFACT_KEY, description=f"Training {trials} candidate(s), up to {hparams.max_epochs} epochs each")
     model: keras.Model | None = None
     best: Candidate | None = None
     best_model: keras.Model | None = None
     best_weights: list[np.ndarray] = []
-    for trial in range(trials):
-        candidate = train_candidate(cells, context, hparams.model_copy(update={"seed": hparams.seed + trial}), max_horizon,
-                                    reuse=model)
-        if model is not None and candidate.model is not model:
-            logger.warning("Trial %d/%d could not reuse the compiled model (another vocabulary or shape), "
-                           "so it traced a new one", trial + 1, trials)
-        model = candidate.model
-        logger.info(
-            "Trial %d/%d: validation MAE %.2f min after %d epochs",
-            trial + 1, trials, candidate.validation.mae, len(candidate.history["loss"]),
-        )
-        if best is None or candidate.validation.mae < best.validation.mae:
-            best, best_model, best_weights = candidate, model, model.get_weights()
+    with progress_bar("Training trials", trials) as trial_bar:
+        for trial in range(trials):
+            with progress_bar(f"Trial {trial + 1} epochs", hparams.max_epochs) as epoch_bar:
+                reporter = TrainingProgress(artifact_id, trial, trials, hparams.max_epochs, epoch_bar)
+                candidate = train_candidate(cells, context, hparams.model_copy(update={"seed": hparams.seed + trial}),
+                                            max_horizon, reuse=model, callbacks=[reporter])
+            trial_bar.advance()
+            if model is not None and candidate.model is not model:
+                logger.warning("Trial %d/%d could not reuse the compiled model (another vocabulary or shape), "
+                               "so it traced a new one", trial + 1, trials)
+            model = candidate.model
+            logger.info(
+                "Trial %d/%d: validation MAE %.2f min after %d epochs",
+                trial + 1, trials, candidate.validation.mae, len(candidate.history["loss"]),
+            )
+            if best is None or candidate.validation.mae < best.validation.mae:
+                best, best_model, best_weights = candidate, model, model.get_weights()
     # The shared model contains the last trial's weights, so restore the best trial's.
     best_model.set_weights(best_weights)
     best.model = best_model

@@ -12,6 +12,7 @@ from parkcast.db import make_engine, migrate
 from parkcast.flows.replay import format_replay_report, plot_replay_report, replay
 from parkcast.tasks.features import build_features, load_cells, load_context, with_history
 from parkcast.tasks.ingest import ingest_folder
+from parkcast.tasks.predict import refresh_park_day_history
 from tests.conftest import small_settings
 
 
@@ -32,6 +33,35 @@ def test_history_features_ignore_later_days(ingested):
     from_all = build_features(keys, with_history(context, cells))
     from_past = build_features(keys, with_history(context, cells[cells["park_day"] <= as_of]))
     pd.testing.assert_frame_equal(from_all, from_past)
+
+
+def _history_rows(engine) -> list[tuple]:
+    history = schema.park_day_history
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(history.c.park_code, history.c.park_day, history.c.mean_wait, history.c.cells)
+                                  .order_by(history.c.park_day, history.c.park_code)).all()
+    return [tuple(row) for row in rows]
+
+
+def test_history_refresh_since_matches_full(ingested):
+    since = date(2019, 3, 1)
+    with ingested.begin() as connection:
+        refresh_park_day_history(connection)
+    full = _history_rows(ingested)
+    history = schema.park_day_history
+    with ingested.begin() as connection:
+        connection.execute(sa.delete(history).where(history.c.park_day >= since))
+        # Mark the earlier rows: a refresh from `since` on must leave them alone.
+        connection.execute(sa.update(history).values(mean_wait=-1.0))
+        refresh_park_day_history(connection, since)
+    partial = _history_rows(ingested)
+
+    later = [row for row in full if row[1] >= since]
+    assert len(later) > 20
+    assert [row[:2] + (row[3],) for row in partial if row[1] >= since] == [row[:2] + (row[3],) for row in later]
+    assert [row[2] for row in partial if row[1] >= since] == pytest.approx([row[2] for row in later])
+    assert {row[2] for row in partial if row[1] < since} == {-1.0}
+    assert len(partial) == len(full)
 
 
 @pytest.mark.slow
