@@ -210,11 +210,8 @@ def load_park_days(engine: sa.Engine, path: Path, summary: IngestSummary | None 
 
 
 def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _localize(local: pd.Series, folds: dict | None = None) -> pd.Series:

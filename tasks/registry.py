@@ -76,11 +76,8 @@ class LoadedModel:
 
 def file_sha256(path: Path) -> str:
     """Return the hex SHA-256 of the file at `path`."""
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _check_object(node: Any, path: Path, where: str) -> None:
