@@ -310,6 +310,8 @@ def _check_header(path: Path, line: bytes) -> None:
         header = line.decode("utf-8-sig").strip().split(",")
     except UnicodeDecodeError as error:
         raise _read_error(path, error) from None
+    if header == [""]:
+        raise IngestError(f"{path}: the file is empty; delete it or export it again with the header {','.join(WAIT_COLUMNS)}")
     if header != WAIT_COLUMNS:
         raise IngestError(
             f"{path}: header {header} does not match {WAIT_COLUMNS}; export the file in the TouringPlans wait-time layout"

@@ -81,6 +81,14 @@ def test_wrong_header_fails_file_with_fix(sqlite_engine, real_slice, tmp_path):
         ingest_wait_file(sqlite_engine, path, ride_ids["soarin"], 500)
 
 
+def test_empty_file_fails_with_fix(sqlite_engine, real_slice, tmp_path):
+    ride_ids = load_attractions(sqlite_engine, real_slice / "attractions.csv")
+    path = tmp_path / "soarin.csv"
+    path.write_text("")
+    with pytest.raises(IngestError, match=r"soarin.csv: the file is empty; delete it or export it again"):
+        ingest_wait_file(sqlite_engine, path, ride_ids["soarin"], 500)
+
+
 def test_failed_file_leaves_other_files_stored(sqlite_engine, real_slice, tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
