@@ -572,6 +572,28 @@ def _ingest_block(connection, path, block, first_line, ride_id, file_id, max_pos
     return len(lines)
 
 
+def _resume_folds(connection: sa.Connection, file_id: int) -> dict:
+    """Rebuild the autumn repeated-hour state of a resumed file from its latest stored observation.
+
+    A file that stopped inside the repeated hour must go on reading it as
+    standard time once the clock went back, which the stored UTC offset shows.
+    """
+    table = schema.observations
+    latest = connection.execute(
+        sa.select(sa.func.max(table.c.observed_at)).where(table.c.source_file_id == file_id)).scalar()
+    if latest is None:
+        return {}
+    utc = pd.Timestamp(latest)
+    utc = utc.tz_localize("UTC") if utc.tzinfo is None else utc.tz_convert("UTC")
+    local = utc.tz_convert(LOCAL_ZONE)
+    naive = local.tz_localize(None)
+    probe = pd.Series([naive]).dt.tz_localize(LOCAL_ZONE, ambiguous="NaT", nonexistent="shift_forward")
+    if probe.notna().all():
+        return {}
+    went_back = local.dst() == pd.Timedelta(0)
+    return {naive.date(): (naive.to_datetime64(), bool(went_back))}
+
+
 def ingest_wait_file(engine: sa.Engine, path: Path, ride_id: int, max_posted_wait: int) -> IngestSummary:
     """Ingest what is new in one ride's wait-time file, in a single transaction.
 
@@ -600,9 +622,7 @@ def ingest_wait_file(engine: sa.Engine, path: Path, ride_id: int, max_posted_wai
                 position, hasher = _start_position(connection, path, handle)
                 consumed, line_number = position.byte_offset, position.line_number
                 pending = b""
-                # TODO: a run that resumes a grown file inside an autumn repeated
-                # hour starts this state afresh, so it reads the hour as daylight time.
-                folds: dict = {}
+                folds = _resume_folds(connection, position.file_id) if position.byte_offset else {}
                 if position.byte_offset == 0:
                     header = handle.readline()
                     hasher.update(header)

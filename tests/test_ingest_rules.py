@@ -446,6 +446,30 @@ def test_run_summary_counts_quarantine(sqlite_engine, real_slice, tmp_path):
     assert lines[3].startswith(f"  FAILED slinky_dog.csv.gz: {folder / 'slinky_dog.csv.gz'}: cannot be read")
 
 
+@pytest.mark.parametrize("went_back_before_resume", [True, False])
+def test_dst_fold_survives_resume(engine, soarin_id, tmp_path, went_back_before_resume):
+    """A grown file resumed inside the autumn repeated hour keeps reading it as the clock was."""
+    path = tmp_path / "soarin.csv"
+    first = ["11/02/2019,2019-11-03 01:20:00,,20\n", "11/02/2019,2019-11-03 01:50:00,,21\n"]
+    if went_back_before_resume:
+        first.append("11/02/2019,2019-11-03 01:05:00,,22\n")  # clock went back: EST
+    path.write_text(HEADER + "".join(first))
+    ingest_wait_file(engine, path, soarin_id, 500)
+    with path.open("a") as handle:
+        handle.write("11/02/2019,2019-11-03 01:55:00,,23\n")
+    second = ingest_wait_file(engine, path, soarin_id, 500)
+
+    assert second.files_resumed == 1
+    stored = [(row[1], row[3]) for row in _observations(engine)]
+    if went_back_before_resume:
+        assert stored == [(datetime(2019, 11, 3, 5, 20), 20), (datetime(2019, 11, 3, 5, 50), 21),
+                          (datetime(2019, 11, 3, 6, 5), 22), (datetime(2019, 11, 3, 6, 55), 23)]
+    else:
+        # 01:55 after 01:50 is still daylight time: the clock has not gone back yet.
+        assert stored == [(datetime(2019, 11, 3, 5, 20), 20), (datetime(2019, 11, 3, 5, 50), 21),
+                          (datetime(2019, 11, 3, 5, 55), 23)]
+
+
 def test_dst_fold_split_across_blocks(engine, soarin_id, tmp_path, monkeypatch):
     from parkcast.tasks import ingest
 
