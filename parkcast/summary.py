@@ -25,7 +25,12 @@ def format_daily_summary(summary) -> str:
     if result is None:
         lines.append("Model: no new records since the champion was chosen; retrain skipped")
     else:
-        champion = f"{result.champion.mae:.2f}" if result.champion else "none"
+        if result.champion is not None:
+            champion = f"{result.champion.mae:.2f}"
+        elif result.champion_id is not None:
+            champion = f"{result.champion_id} could not be loaded to score"
+        else:
+            champion = "none"
         lines.append(
             f"Model: challenger {result.challenger_id} MAE {result.challenger.mae:.2f} min on the freshest "
             f"{result.challenger.cells} cells (champion {champion}, seasonal-naive baseline "

@@ -90,7 +90,9 @@ def test_missing_champion_file_triggers_retrain(prefect_harness, sqlite_url, rea
     assert second.retrain.promoted, second.retrain.reason
     assert second.champion_id != first.champion_id
     assert any(first.champion_id in problem for problem in second.champion_problems)
-    assert "WARNING champion model: retrained because" in format_daily_summary(second)
+    text = format_daily_summary(second)
+    assert "WARNING champion model: retrained because" in text
+    assert f"(champion {first.champion_id} could not be loaded to score," in text
     with engine.connect() as connection:
         champion = connection.execute(
             sa.select(schema.model_versions.c.id).where(schema.model_versions.c.status == "champion")).scalar_one()
