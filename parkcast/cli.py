@@ -343,6 +343,24 @@ def _read_engine():
         raise typer.Exit(code=1) from None
 
 
+@contextmanager
+def _reading_views(engine) -> Iterator[None]:
+    """Turn lookup errors into exit status 2, missing views into exit status 1; dispose of `engine` at the end."""
+    import sqlalchemy as sa
+
+    from parkcast.reports import ForecastLookupError
+
+    try:
+        yield
+    except ForecastLookupError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as error:
+        _views_missing(error)
+    finally:
+        engine.dispose()
+
+
 def _views_missing(error: Exception) -> None:
     typer.echo(
         f"Error: cannot read the forecast views ({error.__class__.__name__}). "
@@ -360,8 +378,6 @@ def forecast(
     plot: Path | None = typer.Option(None, "--plot", help="Also draw the hourly waits per ride into this .png file."),
 ) -> None:
     """Print one park day's latest hourly forecasts for a park or a ride."""
-    import sqlalchemy as sa
-
     from parkcast.reports import (
         ForecastLookupError, check_plot_path, format_day_forecast, load_day_forecast, plot_day_forecast,
     )
@@ -373,18 +389,11 @@ def forecast(
             typer.echo(f"Error: {error}", err=True)
             raise typer.Exit(code=2) from None
     engine = _read_engine()
-    try:
+    with _reading_views(engine):
         result = load_day_forecast(engine, park, ride, day)
         typer.echo(format_day_forecast(result))
         if plot is not None:
             typer.echo(f"Plot written to {plot_day_forecast(result, plot)}")
-    except ForecastLookupError as error:
-        typer.echo(f"Error: {error}", err=True)
-        raise typer.Exit(code=2) from None
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as error:
-        _views_missing(error)
-    finally:
-        engine.dispose()
 
 
 @app.command()
@@ -392,20 +401,11 @@ def calendar(
     days: int | None = typer.Option(None, "--days", min=1, max=60, help="Park days to show; default PARKCAST_HORIZON_DAYS."),
 ) -> None:
     """Print the crowd index (1-10) of each park for the next park days of the newest forecast set."""
-    import sqlalchemy as sa
-
-    from parkcast.reports import ForecastLookupError, format_crowd_calendar, load_crowd_calendar
+    from parkcast.reports import format_crowd_calendar, load_crowd_calendar
 
     engine = _read_engine()
-    try:
+    with _reading_views(engine):
         typer.echo(format_crowd_calendar(load_crowd_calendar(engine, days or get_settings().horizon_days)))
-    except ForecastLookupError as error:
-        typer.echo(f"Error: {error}", err=True)
-        raise typer.Exit(code=2) from None
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as error:
-        _views_missing(error)
-    finally:
-        engine.dispose()
 
 
 @app.command()

@@ -58,9 +58,11 @@ def _postgres_server_url() -> str:
     return os.environ.get("PARKCAST_TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL)
 
 
-@pytest.fixture
-def postgres_url():
-    """URL of a new, empty PostgreSQL database, dropped after the test."""
+def create_postgres_database() -> tuple[str, sa.Engine, str]:
+    """Create an empty PostgreSQL database; return its URL, the admin engine and its name.
+
+    Skips the calling test, with the reason, when no server answers at PARKCAST_TEST_POSTGRES_URL.
+    """
     server_url = _postgres_server_url()
     admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
@@ -72,10 +74,23 @@ def postgres_url():
     name = f"parkcast_test_{uuid.uuid4().hex[:10]}"
     with admin.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    url = sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    return url, admin, name
+
+
+def drop_postgres_database(admin: sa.Engine, name: str) -> None:
+    """Drop a database made by create_postgres_database and dispose of its admin engine."""
     with admin.connect() as connection:
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def postgres_url():
+    """URL of a new, empty PostgreSQL database, dropped after the test."""
+    url, admin, name = create_postgres_database()
+    yield url
+    drop_postgres_database(admin, name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -9,7 +9,6 @@ random weights) writes the forecasts, so no test trains.
 from __future__ import annotations
 
 import threading
-import uuid
 from datetime import date, datetime, timedelta, timezone
 from types import SimpleNamespace
 
@@ -28,7 +27,7 @@ from parkcast.summary import format_daily_summary
 from parkcast.tasks.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, build_features, load_cells, load_context, with_history
 from parkcast.tasks.ingest import IngestSummary, ingest_folder
 from parkcast.tasks.predict import LoadedModel, _hours_from_metadata, _typical_hours, calendar_only_where_fallback, forecast_keys, write_forecasts
-from tests.conftest import SLICE_RIDES, _postgres_server_url, write_slice
+from tests.conftest import SLICE_RIDES, create_postgres_database, drop_postgres_database, write_slice
 
 HORIZON = 7
 AS_OF_A, AS_OF_C, AS_OF_B = date(2021, 8, 14), date(2021, 8, 18), date(2021, 8, 28)
@@ -38,18 +37,8 @@ FALLBACK_DATES = tuple(date(2021, 9, day) for day in range(1, 5))
 def _create_database(dialect: str, tmp_path_factory):
     if dialect == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('publish') / 'parkcast.db'}", None
-    server_url = _postgres_server_url()
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as error:
-        admin.dispose()
-        pytest.skip(f"no PostgreSQL server at PARKCAST_TEST_POSTGRES_URL ({error.orig.__class__.__name__})")
-    name = f"parkcast_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    return sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False), (admin, name)
+    url, admin, name = create_postgres_database()
+    return url, (admin, name)
 
 
 def _register_model(engine, version_id: str) -> None:
@@ -86,10 +75,7 @@ def published(request, tmp_path_factory):
     finally:
         engine.dispose()
         if server is not None:
-            admin, name = server
-            with admin.connect() as connection:
-                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+            drop_postgres_database(*server)
 
 
 def _read(engine, query: str) -> pd.DataFrame:
