@@ -26,7 +26,7 @@ __all__ = ["DailySummary", "daily_forecast", "retrain_on_stored_data"]
 
 @dataclass(frozen=True)
 class DailySummary:
-    """What one daily run did, for the CLI to print."""
+    """Outcome of one daily run, for the CLI to print."""
 
     database: str
     ingest: IngestSummary

@@ -30,7 +30,7 @@ def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:
 
 
 def make_engine(url: str, must_exist: bool = False) -> Engine:
-    """Create an engine for `url` and check that the database answers.
+    """Create an engine for `url` and check that the database responds.
 
     SQLite files get their folder created, WAL journaling (readers do not block
     the writer) and enforced foreign keys. With `must_exist`, a missing SQLite

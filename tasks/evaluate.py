@@ -30,7 +30,7 @@ def score(actual: np.ndarray, predicted: np.ndarray) -> Scores:
     if actual.shape != predicted.shape:
         raise ValueError(f"actual has shape {actual.shape} but predicted has {predicted.shape}")
     if actual.size == 0:
-        raise ValueError("no cells to score: the evaluation window holds no observations")
+        raise ValueError("no cells to score: the evaluation window contains no observations")
     errors = predicted - actual
     return Scores(
         mae=float(np.mean(np.abs(errors))),

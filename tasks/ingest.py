@@ -719,7 +719,7 @@ def ingest_folder(
     Every `attractions*.csv` file is upserted. A ride file whose ride none of
     them lists is still ingested, with a warning, under the park code
     `default_park`. Without that setting the file fails with a message that
-    says how to fix it. A ride file that fails is reported in the summary and
+    names the fix. A ride file that fails is reported in the summary and
     leaves every other file and all stored data intact.
     """
     if not data_dir.is_dir():

@@ -131,7 +131,7 @@ def _park_days_observed_since(since: date) -> sa.Select:
 
 @dataclass(frozen=True)
 class ForecastResult:
-    """What one forecast write did."""
+    """Outcome of one forecast write."""
 
     as_of: date
     rows: int

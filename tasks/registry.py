@@ -62,7 +62,7 @@ class NoUsableModelError(RuntimeError):
 
 
 class RegistryError(ValueError):
-    """An operator action on the registry is invalid; the message says why and what to do."""
+    """An operator action on the registry is invalid; the message gives the reason and the fix."""
 
 
 @dataclass
@@ -130,7 +130,7 @@ def check_model_config(path: Path) -> None:
     config = json.loads(raw)
     top = config.get("class_name")
     if top not in ALLOWED_LAYER_CLASSES:
-        raise UnsafeModelError(f"model file {path} holds a {top!r} model; only Functional and Sequential models load")
+        raise UnsafeModelError(f"model file {path} contains a {top!r} model; only Functional and Sequential models can be loaded")
     _check_object(config, path, "model_config")
 
 

@@ -2,8 +2,8 @@
 -- actual records: the forecast against the observed mean posted wait of that
 -- ride, park day and hour. horizon_day is the park day minus the set's as-of
 -- day (1 = the day after the last observed day). error = predicted - actual.
--- TODO: the actual waits are averaged from observations on every query
--- (over a second on SQLite with the bundled data); store them per cell if this grows.
+-- TODO: the actual waits are averaged from observations on every query,
+-- which takes over a second on SQLite with the bundled data. Store them per cell if this grows.
 CREATE VIEW forecast_accuracy AS
 SELECT
     cells.*,
