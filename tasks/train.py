@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from dataclasses import dataclass
 
 import keras
@@ -31,6 +32,14 @@ VALIDATION_SHARE = 0.1
 METADATA_MASK_SHARE = 0.3
 # Key of the Prefect progress artifact that train_best_candidate updates per epoch.
 PROGRESS_ARTIFACT_KEY = "training-progress"
+
+# The compiled model the last train_best_candidate call of this process
+# trained. The next call trains it again when architecture and vocabularies
+# match, so a long-running process (`parkcast serve`, `parkcast replay`)
+# traces one set of training functions, not one per retrain. The lock keeps a
+# concurrent call in another thread on a model of its own.
+_shared_model: keras.Model | None = None
+_shared_model_lock = threading.Lock()
 
 
 @dataclass
@@ -208,22 +217,41 @@ def train_best_candidate(
     new training functions each time, and the traced graphs stayed in memory
     after keras.backend.clear_session(): peak RSS grew about 10 MiB per trial
     (TensorFlow 2.21, Keras 3.15). Only the best trial's weights are kept, as
-    NumPy arrays, so memory does not grow with `trials`. The result is
-    repeatable for the same data, seed and trial count. Inside a Prefect task
+    NumPy arrays, so memory does not grow with `trials`. The next call in the
+    same process starts from this call's compiled model when it fits (see
+    _shared_model), so memory does not grow with retrains either; the
+    returned model is that shared object and is reset by the next call. The
+    result is repeatable for the same data, seed and trial count, whether the
+    model is new or reused. Inside a Prefect task
     run, the progress artifact PROGRESS_ARTIFACT_KEY goes from 0 to 100 percent
     over the trials' epochs.
     """
+    global _shared_model
     logger = get_logger()
-    # Reset Keras's global state (layer names, seeds) left by earlier models.
-    # NOTE: it does not free their traced graphs, so a long-running process
-    # (`parkcast serve`, `parkcast replay`) keeps one set per retrain.
-    keras.backend.clear_session()
-    gc.collect()
+    owns_shared = _shared_model_lock.acquire(blocking=False)
+    model: keras.Model | None = _shared_model if owns_shared else None
+    try:
+        best = _train_trials(cells, context, hparams, trials, max_horizon, model, logger)
+        if owns_shared:
+            _shared_model = best.model
+        return best
+    finally:
+        if owns_shared:
+            _shared_model_lock.release()
+
+
+def _train_trials(cells: pd.DataFrame, context: Context, hparams: HyperParameters, trials: int, max_horizon: int,
+                  model: keras.Model | None, logger) -> Candidate:
+    if model is None:
+        # Reset Keras's global state (layer names, seeds) left by earlier
+        # models. It does not free their traced graphs: only reusing one
+        # compiled model keeps those from piling up.
+        keras.backend.clear_session()
+        gc.collect()
     artifact_id = None
     if TaskRunContext.get() is not None:
         artifact_id = create_progress_artifact(
             0.0, key=PROGRESS_ARTIFACT_KEY, description=f"Training {trials} candidate(s), up to {hparams.max_epochs} epochs each")
-    model: keras.Model | None = None
     best: Candidate | None = None
     best_model: keras.Model | None = None
     best_weights: list[np.ndarray] = []
@@ -234,7 +262,10 @@ def train_best_candidate(
                 candidate = train_candidate(cells, context, hparams.model_copy(update={"seed": hparams.seed + trial}),
                                             max_horizon, reuse=model, callbacks=[reporter])
             trial_bar.advance()
-            if model is not None and candidate.model is not model:
+            if model is not None and candidate.model is not model and trial == 0:
+                logger.info("The previous retrain's compiled model has another vocabulary or shape, "
+                            "so this retrain traced a new one")
+            elif model is not None and candidate.model is not model:
                 logger.warning("Trial %d/%d could not reuse the compiled model (another vocabulary or shape), "
                                "so it traced a new one", trial + 1, trials)
             model = candidate.model

@@ -102,3 +102,53 @@ def test_trials_return_best_weights(one_ride, monkeypatch):
     again = train.train_best_candidate.fn(cells, context, hparams, 3, 7)
     assert [mae for mae, _, _ in trials[3:]] == first_run
     assert again.validation.mae == best.validation.mae
+
+
+def test_retrains_in_one_process_reuse_the_compiled_model(one_ride):
+    """Later calls train the first call's compiled model again: no new traced graphs, same results."""
+    cells, context = one_ride
+    hparams = HyperParameters.parse(seed=5, **TINY)
+    train._shared_model = None
+    first = train.train_best_candidate.fn(cells, context, hparams, 1, 7)
+    first_weights = first.model.get_weights()
+    gc.collect()
+    graphs_after_first = _count(FuncGraph)
+
+    for _ in range(4):
+        again = train.train_best_candidate.fn(cells, context, hparams, 1, 7)
+    gc.collect()
+
+    assert again.model is first.model
+    assert _count(FuncGraph) <= graphs_after_first
+    assert again.validation.mae == first.validation.mae
+    for actual, expected in zip(again.model.get_weights(), first_weights, strict=True):
+        np.testing.assert_array_equal(actual, expected)
+
+
+def test_retrain_with_new_vocabulary_builds_a_new_model(one_ride):
+    """A retrain whose data has another vocabulary trains a new model and leaves the old one untouched."""
+    cells, context = one_ride
+    hparams = HyperParameters.parse(seed=5, **TINY)
+    train._shared_model = None
+    first = train.train_best_candidate.fn(cells, context, hparams, 1, 7)
+    first_weights = first.model.get_weights()
+    # Dropping the night hours changes the hour vocabulary of the StringLookup layer.
+    day_hours = cells[cells["hour"].between(9, 20)]
+    other = train.train_best_candidate.fn(day_hours, context, hparams, 1, 7)
+
+    assert other.model is not first.model
+    for actual, expected in zip(first.model.get_weights(), first_weights, strict=True):
+        np.testing.assert_array_equal(actual, expected)
+
+
+def test_concurrent_call_does_not_take_the_shared_model(one_ride):
+    """While another thread holds the shared model, a call trains a model of its own."""
+    cells, context = one_ride
+    hparams = HyperParameters.parse(seed=5, **TINY)
+    train._shared_model = None
+    first = train.train_best_candidate.fn(cells, context, hparams, 1, 7)
+    with train._shared_model_lock:
+        other = train.train_best_candidate.fn(cells, context, hparams, 1, 7)
+    assert other.model is not first.model
+    assert train._shared_model is first.model
+    assert other.validation.mae == first.validation.mae
