@@ -31,7 +31,7 @@ SPLITS = ("fit", "validation", "test")
 
 
 def load(data_dir: Path, cache: Path) -> tuple[dict, dict, pd.DataFrame]:
-    """Features and cells of each split, and the training cells; built once, then read from `cache`."""
+    """Build the features and cells of each split, the metadata and the training cells, or read them from `cache`."""
     if cache.exists():
         return pickle.loads(cache.read_bytes())
     cells = load_benchmark_cells(data_dir)
@@ -51,7 +51,7 @@ def load(data_dir: Path, cache: Path) -> tuple[dict, dict, pd.DataFrame]:
 
 
 def parse_metadata(park_days: pd.DataFrame) -> pd.DataFrame:
-    """Every metadata column that parses as a number (or a HH:MM clock time) in at least 30% of rows."""
+    """Parse each metadata column that reads as a number or an HH:MM clock time in at least 30% of rows."""
     out = {}
     for column in park_days.columns:
         text = park_days[column].astype(str)
@@ -71,7 +71,7 @@ def metadata_of(metadata: pd.DataFrame, keys: pd.DataFrame, columns: list[str]) 
 
 
 def year_over_year(features: pd.DataFrame, keys: pd.DataFrame, train: pd.DataFrame, window: int = 182) -> pd.DataFrame:
-    """Growth of the ride's mean daily wait over `window` days to as-of, against the same days a year before."""
+    """Compute the growth of the ride's mean daily wait over `window` days to as-of, against the same days a year before."""
     daily = train.groupby(["ride_code", "park_day"])["wait"].mean()
     rolled = {}
     for ride, part in daily.groupby(level=0):

@@ -1,9 +1,9 @@
 #!/bin/sh
 # Replay 2019 the way the scheduler would have run it, timed with /usr/bin/time.
-# Run from the repository root after `make run`, which ingests every bundled
-# ride into var/parkcast.db; the replay reads that database and writes its own
-# database, models and plot under var/replay-year/. Takes about 40 minutes on
-# 2 idle cores (docs/benchmarks.md, "Replay of 2019").
+# Run it after `make run`, which ingests every bundled ride into
+# var/parkcast.db. The replay reads that database and writes its own
+# database, models and plot under var/replay-year/. It took about 40 minutes
+# on 2 idle cores (docs/benchmarks.md, "Replay of 2019").
 set -eu
 cd "$(dirname "$0")/.."
 out=var/replay-year

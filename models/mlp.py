@@ -89,6 +89,11 @@ def build_model(
     numeric_input = keras.Input(shape=(len(numeric),), name="numeric", dtype="float32")
     normalizer = keras.layers.Normalization(name="numeric_scaling")
     normalizer.adapt(features[numeric].fillna(0.0).to_numpy(dtype="float32"))
+    # adapt() leaves tensor copies of the statistics in `mean` and `variance`
+    # (Keras 3.15), and a traced training function keeps using those copies.
+    # Pointing both at the variables makes a compiled model that is reused for
+    # new data (tasks/train.py) scale with the statistics assigned to it.
+    normalizer.mean, normalizer.variance = normalizer.adapt_mean, normalizer.adapt_variance
     parts = [normalizer(numeric_input)]
     inputs = {"numeric": numeric_input}
     for name in categorical:

@@ -244,7 +244,7 @@ def _train_trials(cells: pd.DataFrame, context: Context, hparams: HyperParameter
                   model: keras.Model | None, logger) -> Candidate:
     if model is None:
         # Reset Keras's global state (layer names, seeds) left by earlier
-        # models. It does not free their traced graphs: only reusing one
+        # models. It does not free their traced graphs, so only reusing one
         # compiled model keeps those from piling up.
         keras.backend.clear_session()
         gc.collect()

@@ -7,13 +7,16 @@ import tracemalloc
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 from tensorflow.python.framework.func_graph import FuncGraph
 
 from parkcast.db import make_engine, migrate
-from parkcast.models.mlp import HyperParameters
+from parkcast.models.mlp import HyperParameters, to_model_inputs
 from parkcast.tasks import train
-from parkcast.tasks.features import load_cells, load_context, with_history
+from parkcast.tasks.features import (
+    CATEGORICAL_FEATURES, NUMERIC_FEATURES, build_features, load_cells, load_context, with_history,
+)
 from parkcast.tasks.ingest import ingest_folder
 from tests.conftest import write_slice
 
@@ -104,7 +107,7 @@ def test_trials_return_best_weights(one_ride, monkeypatch):
     assert again.validation.mae == best.validation.mae
 
 
-def test_retrains_in_one_process_reuse_the_compiled_model(one_ride):
+def test_retrains_reuse_compiled_model(one_ride):
     """Later calls train the first call's compiled model again: no new traced graphs, same results."""
     cells, context = one_ride
     hparams = HyperParameters.parse(seed=5, **TINY)
@@ -125,7 +128,7 @@ def test_retrains_in_one_process_reuse_the_compiled_model(one_ride):
         np.testing.assert_array_equal(actual, expected)
 
 
-def test_retrain_with_new_vocabulary_builds_a_new_model(one_ride):
+def test_new_vocabulary_builds_new_model(one_ride):
     """A retrain whose data has another vocabulary trains a new model and leaves the old one untouched."""
     cells, context = one_ride
     hparams = HyperParameters.parse(seed=5, **TINY)
@@ -141,8 +144,8 @@ def test_retrain_with_new_vocabulary_builds_a_new_model(one_ride):
         np.testing.assert_array_equal(actual, expected)
 
 
-def test_concurrent_call_does_not_take_the_shared_model(one_ride):
-    """While another thread holds the shared model, a call trains a model of its own."""
+def test_concurrent_retrain_gets_own_model(one_ride):
+    """While another thread has the shared model's lock, a call trains a model of its own."""
     cells, context = one_ride
     hparams = HyperParameters.parse(seed=5, **TINY)
     train._shared_model = None
@@ -152,3 +155,33 @@ def test_concurrent_call_does_not_take_the_shared_model(one_ride):
     assert other.model is not first.model
     assert train._shared_model is first.model
     assert other.validation.mae == first.validation.mae
+
+
+def test_reused_model_matches_fresh_on_new_data(one_ride):
+    """A retrain on new data gives the same model whether it reuses the compiled model or builds one."""
+    cells, context = one_ride
+    hparams = HyperParameters.parse(seed=5, **TINY)
+    # Busier waits change the history features and so their scaling
+    # statistics, but not the categorical vocabularies.
+    busier = cells.assign(wait=cells["wait"] * 1.5 + 10.0)
+    busier_context = with_history(context, busier)
+    train._shared_model = None
+    first = train.train_best_candidate.fn(cells, context, hparams, 1, 7)
+    reused = train.train_best_candidate.fn(busier, busier_context, hparams, 1, 7)
+    assert reused.model is first.model
+    reused_weights = reused.model.get_weights()
+    reused_predictions = reused.model.predict(_inputs_of(busier, busier_context), verbose=0)
+
+    train._shared_model = None
+    fresh = train.train_best_candidate.fn(busier, busier_context, hparams, 1, 7)
+
+    assert fresh.model is not reused.model
+    assert reused.validation.mae == fresh.validation.mae
+    for actual, expected in zip(reused_weights, fresh.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+    np.testing.assert_array_equal(reused_predictions, fresh.model.predict(_inputs_of(busier, busier_context), verbose=0))
+
+
+def _inputs_of(cells, context):
+    keys = cells[["ride_code", "park_day", "hour"]].assign(as_of=cells["park_day"] - pd.Timedelta(days=1))
+    return to_model_inputs(build_features(keys, context), CATEGORICAL_FEATURES, NUMERIC_FEATURES)
