@@ -171,9 +171,6 @@ def replay(start: date, end: date, retrain_every: int = 7, replay_url: str | Non
             _observations_of(source, target, day, day)
             cells = pd.concat([cells, load_cells.fn(target, start=day, end=day)], ignore_index=True)
             if days % retrain_every == 0:
-                # TODO: peak RSS grows with each in-process retrain (1.18 GB after
-                # the first, 2.34 GB after 53 in the 2019 replay). Replays much
-                # longer than a year may need each retrain in a subprocess.
                 retrain(target, cells, context, replay_settings)
             try:
                 loaded = _current_champion(target, loaded)
