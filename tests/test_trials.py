@@ -110,9 +110,7 @@ def test_trials_return_best_weights(one_ride, monkeypatch):
 def test_retrains_reuse_compiled_model(one_ride):
     """Later calls train the first call's compiled model again: no new traced graphs, same results."""
     cells, context = one_ride
-    hparams = HyperParameters.parse(seed=5, **TINY)
-    train._shared_model = None
-    first = train.train_best_candidate.fn(cells, context, hparams, 1, 7)
+    hparams, first = _first_retrain(cells, context)
     first_weights = first.model.get_weights()
     gc.collect()
     graphs_after_first = _count(FuncGraph)
@@ -124,32 +122,26 @@ def test_retrains_reuse_compiled_model(one_ride):
     assert again.model is first.model
     assert _count(FuncGraph) <= graphs_after_first
     assert again.validation.mae == first.validation.mae
-    for actual, expected in zip(again.model.get_weights(), first_weights, strict=True):
-        np.testing.assert_array_equal(actual, expected)
+    _assert_same_weights(again.model.get_weights(), first_weights)
 
 
 def test_new_vocabulary_builds_new_model(one_ride):
     """A retrain whose data has another vocabulary trains a new model and leaves the old one untouched."""
     cells, context = one_ride
-    hparams = HyperParameters.parse(seed=5, **TINY)
-    train._shared_model = None
-    first = train.train_best_candidate.fn(cells, context, hparams, 1, 7)
+    hparams, first = _first_retrain(cells, context)
     first_weights = first.model.get_weights()
     # Dropping the night hours changes the hour vocabulary of the StringLookup layer.
     day_hours = cells[cells["hour"].between(9, 20)]
     other = train.train_best_candidate.fn(day_hours, context, hparams, 1, 7)
 
     assert other.model is not first.model
-    for actual, expected in zip(first.model.get_weights(), first_weights, strict=True):
-        np.testing.assert_array_equal(actual, expected)
+    _assert_same_weights(first.model.get_weights(), first_weights)
 
 
 def test_concurrent_retrain_gets_own_model(one_ride):
     """While another thread has the shared model's lock, a call trains a model of its own."""
     cells, context = one_ride
-    hparams = HyperParameters.parse(seed=5, **TINY)
-    train._shared_model = None
-    first = train.train_best_candidate.fn(cells, context, hparams, 1, 7)
+    hparams, first = _first_retrain(cells, context)
     with train._shared_model_lock:
         other = train.train_best_candidate.fn(cells, context, hparams, 1, 7)
     assert other.model is not first.model
@@ -160,13 +152,11 @@ def test_concurrent_retrain_gets_own_model(one_ride):
 def test_reused_model_matches_fresh_on_new_data(one_ride):
     """A retrain on new data gives the same model whether it reuses the compiled model or builds one."""
     cells, context = one_ride
-    hparams = HyperParameters.parse(seed=5, **TINY)
     # Busier waits change the history features and so their scaling
     # statistics, but not the categorical vocabularies.
     busier = cells.assign(wait=cells["wait"] * 1.5 + 10.0)
     busier_context = with_history(context, busier)
-    train._shared_model = None
-    first = train.train_best_candidate.fn(cells, context, hparams, 1, 7)
+    hparams, first = _first_retrain(cells, context)
     reused = train.train_best_candidate.fn(busier, busier_context, hparams, 1, 7)
     assert reused.model is first.model
     reused_weights = reused.model.get_weights()
@@ -177,9 +167,20 @@ def test_reused_model_matches_fresh_on_new_data(one_ride):
 
     assert fresh.model is not reused.model
     assert reused.validation.mae == fresh.validation.mae
-    for actual, expected in zip(reused_weights, fresh.model.get_weights(), strict=True):
-        np.testing.assert_array_equal(actual, expected)
+    _assert_same_weights(reused_weights, fresh.model.get_weights())
     np.testing.assert_array_equal(reused_predictions, fresh.model.predict(_inputs_of(busier, busier_context), verbose=0))
+
+
+def _first_retrain(cells, context):
+    """Drop the process's shared model, then run one retrain that builds a new one."""
+    hparams = HyperParameters.parse(seed=5, **TINY)
+    train._shared_model = None
+    return hparams, train.train_best_candidate.fn(cells, context, hparams, 1, 7)
+
+
+def _assert_same_weights(actual_weights, expected_weights):
+    for actual, expected in zip(actual_weights, expected_weights, strict=True):
+        np.testing.assert_array_equal(actual, expected)
 
 
 def _inputs_of(cells, context):
