@@ -219,8 +219,8 @@ def train_best_candidate(
     (TensorFlow 2.21, Keras 3.15). Only the best trial's weights are kept, as
     NumPy arrays, so memory does not grow with `trials`. The next call in the
     same process starts from this call's compiled model when it fits (see
-    _shared_model), so memory does not grow with retrains either; the
-    returned model is that shared object and is reset by the next call. The
+    _shared_model), so memory does not grow with retrains either. The
+    returned model is that shared object, and the next call resets it. The
     result is repeatable for the same data, seed and trial count, and the
     tests find a reused model equal to a new one. Inside a Prefect task run,
     the progress artifact PROGRESS_ARTIFACT_KEY goes from 0 to 100 percent
