@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from parkcast.tasks.features import BASE_LEVEL, CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from parkcast.tasks.features import BASE_LEVEL, CATEGORICAL_FEATURES, NUMERIC_FEATURES, TREND_FEATURE
 
 __all__ = [
     "CLASSIC_NUMERIC_FEATURES", "CLASSIC_HIDDEN_UNITS", "CLASSIC_DROPOUT_RATE", "build_classic_model", "classic_inputs",
@@ -27,7 +27,11 @@ _HISTORY_FEATURES = {
     "last_year_level", "has_last_year_level", "profile_level", "has_profile_level",
     "year_profile_level", "has_year_profile_level", "horizon_days", BASE_LEVEL,
 }
-CLASSIC_NUMERIC_FEATURES = [name for name in NUMERIC_FEATURES if name not in _HISTORY_FEATURES]
+_CALENDAR_NUMERIC = [name for name in NUMERIC_FEATURES if name not in _HISTORY_FEATURES]
+# The trend goes after the three day and hour fields, where the product's
+# feature list had it when the baseline was first measured, so that the
+# same seed gives the same network.
+CLASSIC_NUMERIC_FEATURES = [*_CALENDAR_NUMERIC[:3], TREND_FEATURE, *_CALENDAR_NUMERIC[3:]]
 CLASSIC_HIDDEN_UNITS = (64, 64)
 CLASSIC_DROPOUT_RATE = 0.1
 CLASSIC_LEARNING_RATE = 1e-3

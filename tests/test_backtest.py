@@ -17,7 +17,7 @@ from parkcast.tasks.backtest import (
     run_backtest,
     split_benchmark,
 )
-from parkcast.tasks.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from parkcast.tasks.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TREND_FEATURE
 
 from .conftest import write_slice
 
@@ -71,7 +71,7 @@ def test_backtest_predictions_ignore_test_window_observations(bench_slice, tmp_p
 
 def test_classic_mlp_matches_write_up():
     rng = np.random.default_rng(0)
-    features = pd.DataFrame({name: rng.normal(size=64) for name in NUMERIC_FEATURES})
+    features = pd.DataFrame({name: rng.normal(size=64) for name in [*NUMERIC_FEATURES, TREND_FEATURE]})
     for name in CATEGORICAL_FEATURES:
         features[name] = rng.choice(["a", "b"], 64)
     model = build_classic_model(features, seed=1)
@@ -87,6 +87,9 @@ def test_classic_mlp_has_no_history_features():
     history = {"base_level", "recent_level", "recent_hour_level", "last_year_level", "profile_level", "year_profile_level"}
     assert history.isdisjoint(CLASSIC_NUMERIC_FEATURES)
     assert "holiday_metric" in CLASSIC_NUMERIC_FEATURES
+    # The classic model tells years apart by the trend; the product's MLP does not read it.
+    assert TREND_FEATURE in CLASSIC_NUMERIC_FEATURES
+    assert TREND_FEATURE not in NUMERIC_FEATURES
 
 
 def test_inner_window_stays_in_training_window():
