@@ -15,7 +15,7 @@ from parkcast.db import make_engine, migrate
 from parkcast.flows.limits import exclusive_run
 from parkcast.flows.retrain import RetrainResult, retrain
 from parkcast.logs import get_logger, install_password_masking
-from parkcast.settings import Settings, get_settings, mask_url
+from parkcast.settings import Settings, check_trial_combine, get_settings, mask_url
 from parkcast.summary import format_daily_summary
 from parkcast.tasks.features import load_cells, load_context, with_history
 from parkcast.tasks.ingest import IngestSummary, ingest_folder
@@ -98,16 +98,19 @@ def _daily_forecast(settings: Settings) -> DailySummary:
 
 
 @flow(name="retrain_on_stored_data")
-def retrain_on_stored_data(trials: int | None = None, force: bool = False) -> RetrainResult | None:
+def retrain_on_stored_data(trials: int | None = None, force: bool = False, combine: str | None = None) -> RetrainResult | None:
     """Retrain on the records already in the database, as scheduled or by hand.
 
     Without `force`, nothing is trained unless records newer than the
-    champion's evaluation window arrived. `trials` overrides PARKCAST_TRIALS.
+    champion's evaluation window arrived. `trials` overrides PARKCAST_TRIALS
+    and `combine` ("best" or "average") PARKCAST_TRIAL_COMBINE.
     """
     install_password_masking()
     settings = get_settings()
     if trials is not None:
         settings = settings.model_copy(update={"trials": trials})
+    if combine is not None:
+        settings = settings.model_copy(update={"trial_combine": check_trial_combine(combine)})
     engine = make_engine(settings.database_url)
     try:
         migrate(engine)

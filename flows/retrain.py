@@ -153,8 +153,8 @@ def _retrain(engine: sa.Engine, cells: pd.DataFrame, context: Context, settings:
     run_id = _start_run(engine, eval_cells)
     hparams = HyperParameters.parse(seed=settings.seed, max_epochs=settings.max_epochs)
 
-    candidate = train_best_candidate(train_cells, context, hparams, settings.trials, max_horizon)
-    challenger_id = save_version(engine, candidate, settings.model_dir, run_id, settings.trials)
+    candidate = train_best_candidate(train_cells, context, hparams, settings.trials, max_horizon, settings.trial_combine)
+    challenger_id = save_version(engine, candidate, settings.model_dir, run_id, settings.trials, settings.trial_combine)
     challenger = _score_model(candidate.model, eval_cells, context)
     record_evaluation(engine, challenger_id, challenger, eval_start, eval_end)
     # The champion is re-scored from its file on this same window; its stored

@@ -18,7 +18,9 @@ from parkcast.tasks.features import BASE_LEVEL
 # Name of the model input that carries the base level in minutes.
 BASE_INPUT = "base_level_minutes"
 
-__all__ = ["HyperParameters", "InvalidHyperParametersError", "build_model", "to_model_inputs", "predict_minutes"]
+__all__ = [
+    "HyperParameters", "InvalidHyperParametersError", "build_model", "ModelAverage", "to_model_inputs", "predict_minutes",
+]
 
 
 class InvalidHyperParametersError(ValueError):
@@ -133,3 +135,47 @@ def build_model(
 def predict_minutes(model: keras.Model, inputs: dict[str, tf.Tensor], batch_size: int = 8192) -> np.ndarray:
     """Predict waits in minutes with dropout inactive (Keras inference mode)."""
     return np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0)).reshape(-1)
+
+
+class ModelAverage:
+    """Collects trained models into one model that outputs the mean of their forecasts.
+
+    add() copies the model's layers and current weights at once, so the same
+    compiled model can be trained again for the next member. The members'
+    layers sit side by side in one flat graph, prefixed member_<i>_, on
+    shared inputs. Nested models would not do: a Normalization layer inside a
+    nested model loads from .h5 with zero mean and unit variance (Keras
+    3.15), so the reloaded file would forecast other values.
+    """
+
+    def __init__(self) -> None:
+        self.inputs: dict[str, keras.KerasTensor] | None = None
+        self.outputs: list[keras.KerasTensor] = []
+
+    def add(self, model: keras.Model) -> None:
+        """Copy `model`, with its weights as they are now, in as the next member."""
+        if self.inputs is None:
+            self.inputs = {name: keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=name)
+                           for name, tensor in model.input.items()}
+        prefix = f"member_{len(self.outputs)}_"
+
+        def renamed(layer: keras.layers.Layer) -> keras.layers.Layer:
+            return layer.__class__.from_config({**layer.get_config(), "name": prefix + layer.name})
+
+        copy = keras.models.clone_model(model, input_tensors=self.inputs, clone_function=renamed)
+        for source in model.layers:
+            if isinstance(source, keras.layers.InputLayer):
+                continue
+            target = copy.get_layer(prefix + source.name)
+            target.set_weights(source.get_weights())
+            if isinstance(target, keras.layers.Normalization):
+                # set_weights fills the adapted statistics; this makes the layer scale with them.
+                target.finalize_state()
+        self.outputs.append(copy.output)
+
+    def build(self) -> keras.Model:
+        """Return the averaged model (the one member itself when there is one)."""
+        if not self.outputs:
+            raise ValueError("no member models were added to the average")
+        output = self.outputs[0] if len(self.outputs) == 1 else keras.layers.Average(name="mean_minutes")(self.outputs)
+        return keras.Model(inputs=self.inputs, outputs=output, name=f"parkcast_mlp_average_of_{len(self.outputs)}")

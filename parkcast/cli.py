@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +12,10 @@ from pathlib import Path
 import typer
 
 from parkcast.progress import show_progress, stderr_is_terminal
-from parkcast.settings import Settings, get_settings, mask_url
+from parkcast.settings import TRIAL_COMBINES, Settings, get_settings, mask_url
+
+# The choices of `parkcast retrain --combine`, as typer wants them.
+TrialCombine = enum.Enum("TrialCombine", {name: name for name in TRIAL_COMBINES}, type=str)
 
 __all__ = ["app"]
 
@@ -248,12 +252,13 @@ def models_rollback(
 def retrain_command(
     trials: int = typer.Option(None, "--trials", min=1, max=200, help="Candidates to train; default PARKCAST_TRIALS."),
     force: bool = typer.Option(False, "--force", help="Retrain even when no records arrived since the champion was chosen."),
+    combine: TrialCombine = typer.Option(None, "--combine", help="best: keep the best trial; average: the mean of all trials. Default PARKCAST_TRIAL_COMBINE."),
 ) -> None:
     """Retrain on the stored observations now, without ingesting files (same flow as the retrain deployment)."""
     from parkcast.flows.daily_forecast import retrain_on_stored_data
 
     with _readable_errors(), show_progress(_show_bars):
-        result = retrain_on_stored_data(trials=trials, force=force)
+        result = retrain_on_stored_data(trials=trials, force=force, combine=combine.value if combine else None)
     if result is None:
         typer.echo("No records arrived since the champion was chosen; nothing to do (use --force to retrain).")
         return

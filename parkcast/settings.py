@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal, get_args
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -11,9 +12,20 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-__all__ = ["Settings", "SettingsError", "get_settings", "REPO_ROOT", "mask_url"]
+__all__ = ["Settings", "SettingsError", "get_settings", "REPO_ROOT", "mask_url", "TrialCombine", "TRIAL_COMBINES", "check_trial_combine"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# How the trials of one retrain become one model: "best" keeps the trial with
+# the lowest validation MAE, "average" keeps the mean of every trial's forecast.
+TrialCombine = Literal["best", "average"]
+TRIAL_COMBINES: tuple[str, ...] = get_args(TrialCombine)
+
+
+def check_trial_combine(value: str) -> str:
+    """Return `value` if it is a way to combine trials, else raise ValueError naming it and the choices."""
+    if value not in TRIAL_COMBINES:
+        raise ValueError(f"combine={value!r} is not a way to combine trials; use one of {', '.join(TRIAL_COMBINES)}")
+    return value
 
 
 class Settings(BaseSettings):
@@ -54,6 +66,11 @@ class Settings(BaseSettings):
     )
     trials: int = Field(
         default=1, ge=1, le=200, description="Candidate models trained per retrain."
+    )
+    trial_combine: TrialCombine = Field(
+        default="best",
+        description="How the trials become the challenger: best keeps the one with the lowest validation MAE, "
+        "average saves the mean of all their forecasts as one model.",
     )
     promotion_margin_minutes: float = Field(
         default=0.1,

@@ -292,7 +292,8 @@ def run_backtest(
     """Run the protocol: fit on the training window, score every model on the test window.
 
     The MLP's test prediction is the mean over `seeds` models trained with
-    seeds hparams.seed, +1, ... With `refit`, each MLP and the LightGBM model
+    seeds hparams.seed, +1, ..., the forecast that a retrain with
+    PARKCAST_TRIALS=seeds and PARKCAST_TRIAL_COMBINE=average saves as one model. With `refit`, each MLP and the LightGBM model
     is also fit again on all training days for the epochs or trees that early
     stopping chose, so that the validation days are learned from too. The
     refit models are scored as extra rows.
@@ -334,6 +335,9 @@ def run_backtest(
             refit_predictions.append(predict_minutes(refitted, test_inputs))
     seconds = time.perf_counter() - started
     note = f"validation MAE {', '.join(f'{mae:.2f}' for mae in validation_maes)}; epochs {epochs}"
+    if seeds > 1:
+        test_maes = [score(test["wait"].to_numpy(), predicted).mae for predicted in predictions]
+        note += f"; test MAE per seed {', '.join(f'{mae:.2f}' for mae in test_maes)}"
     name = f"MLP ({seeds} seed{'s' if seeds > 1 else ''})"
     if seeds > 1:
         result.models.append(_result(f"MLP (seed {hparams.seed} only)", test, predictions[0], seconds, note))

@@ -68,7 +68,8 @@ def save_learning_curve(history: dict[str, list[float]], path: Path, title: str)
 
 @task(cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS,
       retry_condition_fn=retry_if_transient)
-def save_version(engine: sa.Engine, candidate: Candidate, model_dir: Path, training_run_id: int, trials: int = 1) -> str:
+def save_version(engine: sa.Engine, candidate: Candidate, model_dir: Path, training_run_id: int, trials: int = 1,
+                 trial_combine: str = "best") -> str:
     """Write the candidate's .h5 file and learning curve atomically; record it as a candidate version.
 
     The file is named by the new version id and never rewritten, so a row's
@@ -101,7 +102,7 @@ def save_version(engine: sa.Engine, candidate: Candidate, model_dir: Path, train
             hyperparameters=candidate.hparams.model_dump(mode="json"), code_version=__version__,
             val_mae=candidate.validation.mae, val_rmse=candidate.validation.rmse,
             val_within_10=candidate.validation.within_10, training_run_id=training_run_id,
-            trials=trials, curve_path=str(curve_path),
+            trials=trials, trial_combine=trial_combine, curve_path=str(curve_path),
         ))
         connection.execute(sa.insert(schema.training_epochs), epochs)
     get_logger().info("Saved model version %s to %s", version_id, final_path)

@@ -16,7 +16,8 @@ from prefect.context import TaskRunContext
 
 from parkcast.logs import get_logger
 from parkcast.progress import ProgressBar, progress_bar
-from parkcast.models.mlp import HyperParameters, build_model, predict_minutes, to_model_inputs
+from parkcast.models.mlp import HyperParameters, ModelAverage, build_model, predict_minutes, to_model_inputs
+from parkcast.settings import check_trial_combine
 from parkcast.tasks.evaluate import Scores, score
 from parkcast.tasks.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, Context, assign_training_as_of, build_features, mask_metadata
 
@@ -103,6 +104,14 @@ class TrainingProgress(keras.callbacks.Callback):
                                      description=f"Trial {self.trial + 1}/{self.trials} finished")
 
 
+def _training_split(cells: pd.DataFrame, max_horizon: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off the validation days and give every cell a random as-of day, repeatably for `seed`."""
+    validation_days = max(1, int(cells["park_day"].nunique() * VALIDATION_SHARE))
+    fit_cells, validation_cells = split_by_days(cells, validation_days)
+    return (assign_training_as_of(fit_cells, max_horizon, seed),
+            assign_training_as_of(validation_cells, max_horizon, seed + 1))
+
+
 def train_candidate(
     cells: pd.DataFrame, context: Context, hparams: HyperParameters, max_horizon: int,
     reuse: keras.Model | None = None, callbacks: list[keras.callbacks.Callback] | None = None,
@@ -117,10 +126,7 @@ def train_candidate(
     `reuse` itself.
     `callbacks` run after early stopping, so they see its final epoch.
     """
-    validation_days = max(1, int(cells["park_day"].nunique() * VALIDATION_SHARE))
-    fit_cells, validation_cells = split_by_days(cells, validation_days)
-    fit_cells = assign_training_as_of(fit_cells, max_horizon, hparams.seed)
-    validation_cells = assign_training_as_of(validation_cells, max_horizon, hparams.seed + 1)
+    fit_cells, validation_cells = _training_split(cells, max_horizon, hparams.seed)
     fit_features = mask_metadata(build_features(fit_cells, context), METADATA_MASK_SHARE, hparams.seed)
     validation_features = build_features(validation_cells, context)
 
@@ -210,36 +216,45 @@ def _reset_to(target: keras.Model, fresh: keras.Model) -> bool:
 
 @task(cache_policy=NONE)
 def train_best_candidate(
-    cells: pd.DataFrame, context: Context, hparams: HyperParameters, trials: int, max_horizon: int
+    cells: pd.DataFrame, context: Context, hparams: HyperParameters, trials: int, max_horizon: int,
+    combine: str = "best",
 ) -> Candidate:
-    """Train `trials` candidates with seeds hparams.seed, hparams.seed + 1, ...; return the best on validation.
+    """Train `trials` candidates with seeds hparams.seed, hparams.seed + 1, ...; return one model made of them.
+
+    With `combine` "best", that is the candidate with the lowest validation
+    MAE. With "average", it is one model that outputs the mean of all the
+    candidates' forecasts (models/mlp.py ModelAverage), scored on the first
+    candidate's validation cells. It keeps that candidate's seed and the best
+    candidate's learning curve.
 
     Every trial trains the same compiled Keras model, reset to the fresh
     initial state of its own seed. A new model per trial made TensorFlow trace
     new training functions each time, and the traced graphs stayed in memory
     after keras.backend.clear_session(): peak RSS grew about 10 MiB per trial
-    (TensorFlow 2.21, Keras 3.15). Only the best trial's weights are kept, as
-    NumPy arrays, so memory does not grow with `trials`. The next call in the
-    same process starts from this call's compiled model when it fits (see
-    _shared_model), so memory does not grow with retrains either. The
-    returned model is that shared object, and the next call resets it. The
-    result is repeatable for the same data, seed and trial count, and the
-    tests find a reused model equal to a new one. Inside a Prefect task run,
-    the progress artifact PROGRESS_ARTIFACT_KEY goes from 0 to 100 percent
-    over the trials' epochs.
+    (TensorFlow 2.21, Keras 3.15). With "best", only the best trial's
+    weights are kept, as NumPy arrays, so memory does not grow with `trials`.
+    With "average", each trial adds a copy of its layers, untraced. The next
+    call in the same process starts from this call's compiled model when it
+    fits (see _shared_model), so memory does not grow with retrains either.
+    With "best", the returned model is that shared object, and the next call
+    resets it. The result is repeatable for the same data, seed and trial
+    count, and the tests find a reused model equal to a new one. Inside a
+    Prefect task run, the progress artifact PROGRESS_ARTIFACT_KEY goes from 0
+    to 100 percent over the trials' epochs.
 
     NOTE: in the 2019 replay, 3 of 53 challengers scored differently with a
     reused model than with new ones (docs/benchmarks.md), for a reason not
     known.
     """
     global _shared_model
+    check_trial_combine(combine)
     logger = get_logger()
     owns_shared = _shared_model_lock.acquire(blocking=False)
     model: keras.Model | None = _shared_model if owns_shared else None
     try:
-        best = _train_trials(cells, context, hparams, trials, max_horizon, model, logger)
+        best, trained = _train_trials(cells, context, hparams, trials, max_horizon, model, combine, logger)
         if owns_shared:
-            _shared_model = best.model
+            _shared_model = trained
         return best
     finally:
         if owns_shared:
@@ -247,7 +262,8 @@ def train_best_candidate(
 
 
 def _train_trials(cells: pd.DataFrame, context: Context, hparams: HyperParameters, trials: int, max_horizon: int,
-                  model: keras.Model | None, logger) -> Candidate:
+                  model: keras.Model | None, combine: str, logger) -> tuple[Candidate, keras.Model]:
+    """Train the trials on `model` (or a new one); return the combined candidate and the trained compiled model."""
     if model is None:
         # Reset Keras's global state (layer names, seeds) left by earlier
         # models. It does not free their traced graphs, so only reusing one
@@ -261,6 +277,7 @@ def _train_trials(cells: pd.DataFrame, context: Context, hparams: HyperParameter
     best: Candidate | None = None
     best_model: keras.Model | None = None
     best_weights: list[np.ndarray] = []
+    average = ModelAverage() if combine == "average" and trials > 1 else None
     with progress_bar("Training trials", trials) as trial_bar:
         for trial in range(trials):
             with progress_bar(f"Trial {trial + 1} epochs", hparams.max_epochs) as epoch_bar:
@@ -275,6 +292,8 @@ def _train_trials(cells: pd.DataFrame, context: Context, hparams: HyperParameter
                 logger.warning("Trial %d/%d could not reuse the compiled model (another vocabulary or shape), "
                                "so it traced a new one", trial + 1, trials)
             model = candidate.model
+            if average is not None:
+                average.add(model)
             logger.info(
                 "Trial %d/%d: validation MAE %.2f min after %d epochs",
                 trial + 1, trials, candidate.validation.mae, len(candidate.history["loss"]),
@@ -283,5 +302,18 @@ def _train_trials(cells: pd.DataFrame, context: Context, hparams: HyperParameter
                 best, best_model, best_weights = candidate, model, model.get_weights()
     # The shared model contains the last trial's weights, so restore the best trial's.
     best_model.set_weights(best_weights)
+    if average is not None:
+        return _average_candidate(average.build(), best, cells, context, hparams, max_horizon, logger), best_model
     best.model = best_model
-    return best
+    return best, best_model
+
+
+def _average_candidate(model: keras.Model, best: Candidate, cells: pd.DataFrame, context: Context,
+                       hparams: HyperParameters, max_horizon: int, logger) -> Candidate:
+    """Score the averaged model on the first trial's validation cells."""
+    _, validation_cells = _training_split(cells, max_horizon, hparams.seed)
+    inputs = to_model_inputs(build_features(validation_cells, context), CATEGORICAL_FEATURES, NUMERIC_FEATURES)
+    validation = score(validation_cells["wait"].to_numpy(), predict_minutes(model, inputs))
+    logger.info("Average of the trials: validation MAE %.2f min (best single trial %.2f)", validation.mae, best.validation.mae)
+    return Candidate(model=model, hparams=hparams, history=best.history, validation=validation,
+                     train_start=best.train_start, train_end=best.train_end)

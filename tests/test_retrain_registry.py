@@ -151,3 +151,20 @@ def test_two_process_retrains_one_champion(prefect_harness, database_url, real_s
     assert promoted == {model_version_id for model_version_id, action in decisions if action == "promote"}
     [champion] = [version_id for version_id, status in statuses.items() if status == "champion"]
     assert champion in promoted
+
+
+def test_averaged_challenger_is_saved_and_scored(prefect_harness, sqlite_engine, sqlite_url, real_slice, tmp_path):
+    """PARKCAST_TRIAL_COMBINE=average: the version's file holds the mean of the trials and the row says so."""
+    engine = sqlite_engine
+    settings = small_settings(sqlite_url, real_slice, tmp_path / "models", max_epochs=2, trials=2, trial_combine="average")
+    ingest_folder.fn(engine, real_slice, settings.max_posted_wait)
+    cells = load_cells.fn(engine)
+    result = retrain(engine, cells, with_history(load_context.fn(engine), cells), settings)
+
+    versions = schema.model_versions
+    [row] = _row(engine, versions, versions.c.id == result.challenger_id)
+    assert (row.trials, row.trial_combine) == (2, "average")
+    assert row.eval_mae == pytest.approx(result.challenger.mae)
+    model = load_model_file(Path(row.file_path), row.sha256)
+    assert model.get_layer("mean_minutes").__class__.__name__ == "Average"
+    assert {layer.name for layer in model.layers} >= {"member_0_correction_minutes", "member_1_correction_minutes"}

@@ -23,6 +23,14 @@ def test_out_of_range_setting_is_rejected(monkeypatch):
         Settings()
 
 
+def test_trial_combine_setting(monkeypatch):
+    monkeypatch.setenv("PARKCAST_TRIAL_COMBINE", "average")
+    assert Settings().trial_combine == "average"
+    monkeypatch.setenv("PARKCAST_TRIAL_COMBINE", "median")
+    with pytest.raises(ValidationError, match=r"trial_combine\n  Input should be 'best' or 'average'.*input_value='median'"):
+        Settings()
+
+
 def test_mask_url_hides_password():
     masked = mask_url("postgresql+psycopg://app:s3cret@db.example:5432/parkcast")
     assert "s3cret" not in masked

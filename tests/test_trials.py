@@ -1,4 +1,4 @@
-"""Retrain trials: memory stays flat across trials, and the best trial's weights are returned."""
+"""Retrain trials: memory stays flat across trials; the best trial, or the average of all, is returned."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import pytest
 from tensorflow.python.framework.func_graph import FuncGraph
 
 from parkcast.db import make_engine, migrate
-from parkcast.models.mlp import HyperParameters, to_model_inputs
+from parkcast.models.mlp import HyperParameters, predict_minutes, to_model_inputs
 from parkcast.tasks import train
 from parkcast.tasks.features import (
     CATEGORICAL_FEATURES, NUMERIC_FEATURES, build_features, load_cells, load_context, with_history,
 )
 from parkcast.tasks.ingest import ingest_folder
+from parkcast.tasks.registry import file_sha256, load_model_file
 from tests.conftest import write_slice
 
 pytestmark = pytest.mark.slow
@@ -186,3 +187,61 @@ def _assert_same_weights(actual_weights, expected_weights):
 def _inputs_of(cells, context):
     keys = cells[["ride_code", "park_day", "hour"]].assign(as_of=cells["park_day"] - pd.Timedelta(days=1))
     return to_model_inputs(build_features(keys, context), CATEGORICAL_FEATURES, NUMERIC_FEATURES)
+
+
+def test_average_of_trials_forecasts_their_mean(one_ride, monkeypatch, tmp_path):
+    """With combine="average" the model forecasts the mean of the trials, also after an .h5 round trip."""
+    cells, context = one_ride
+    keys = cells.assign(as_of=cells["park_day"].min())
+    inputs = to_model_inputs(build_features(keys, context), CATEGORICAL_FEATURES, NUMERIC_FEATURES)
+    real_train_candidate = train.train_candidate
+    forecasts: list[np.ndarray] = []
+
+    def recording_train_candidate(*args, **kwargs):
+        candidate = real_train_candidate(*args, **kwargs)
+        forecasts.append(predict_minutes(candidate.model, inputs))
+        return candidate
+
+    monkeypatch.setattr(train, "train_candidate", recording_train_candidate)
+    hparams = HyperParameters.parse(seed=11, **TINY)
+    average = train.train_best_candidate.fn(cells, context, hparams, 3, 7, "average")
+
+    assert len(forecasts) == 3
+    # Three different trials, so the mean differs from each of them.
+    assert all(np.abs(forecast - np.mean(forecasts, axis=0)).max() > 0.01 for forecast in forecasts)
+    expected = np.mean(forecasts, axis=0)
+    np.testing.assert_allclose(predict_minutes(average.model, inputs), expected, rtol=1e-5, atol=1e-4)
+    assert average.hparams.seed == 11
+    assert average.model is not train._shared_model
+
+    # The validation score is the average's own, on the first trial's validation cells.
+    _, validation_cells = train._training_split(cells, 7, 11)
+    validation_inputs = to_model_inputs(build_features(validation_cells, context), CATEGORICAL_FEATURES, NUMERIC_FEATURES)
+    by_hand = np.abs(predict_minutes(average.model, validation_inputs) - validation_cells["wait"].to_numpy()).mean()
+    assert average.validation.mae == pytest.approx(by_hand, rel=1e-6)
+
+    path = tmp_path / "average.h5"
+    average.model.save(path)
+    reloaded = load_model_file(path, file_sha256(path))
+    first, second = predict_minutes(reloaded, inputs), predict_minutes(reloaded, inputs)
+    np.testing.assert_allclose(first, predict_minutes(average.model, inputs), rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_average_leaves_compiled_model_for_next_retrain(one_ride):
+    """After an averaged retrain, a "best" retrain still trains the shared compiled model, with no new graph."""
+    cells, context = one_ride
+    hparams = HyperParameters.parse(seed=11, **TINY)
+    train.train_best_candidate.fn(cells, context, hparams, 2, 7, "average")
+    gc.collect()
+    graphs = _count(FuncGraph)
+    best = train.train_best_candidate.fn(cells, context, hparams, 2, 7, "best")
+    gc.collect()
+    assert best.model is train._shared_model
+    assert _count(FuncGraph) <= graphs
+
+
+def test_unknown_combine_is_rejected(one_ride):
+    cells, context = one_ride
+    with pytest.raises(ValueError, match=r"combine='median' is not a way to combine trials; use one of best, average"):
+        train.train_best_candidate.fn(cells, context, HyperParameters.parse(**TINY), 2, 7, "median")
