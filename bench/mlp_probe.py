@@ -2,10 +2,11 @@
 
 Each experiment trains one MLP per seed the way tasks/train.py does (same
 split, as-of days, early stopping and default hyper-parameters), with one
-change. It prints, per seed, the validation MAE (the number to choose by),
-the validation MAE with the metadata of every validation row hidden (how the
-model does on days beyond the metadata, as in the daily job's December 2021
-window), and the test MAE. Not a timed benchmark.
+change. It prints three MAEs per seed. The first is on the validation days,
+the number to choose by. The second is on the same days with the metadata of
+every row hidden, which shows how the model forecasts days beyond the
+metadata (the daily job's December 2021 window has none). The third is on
+the test window. Not a timed benchmark.
 
     .venv/bin/python bench/mlp_probe.py --seeds 42,43,44 current old trend mask_0.3 mask_0 copies_mask_0.3 as_of_x2 recency_730
 """

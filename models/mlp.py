@@ -169,13 +169,13 @@ class ModelAverage:
             target = copy.get_layer(prefix + source.name)
             target.set_weights(source.get_weights())
             if isinstance(target, keras.layers.Normalization):
-                # set_weights fills the adapted statistics; this makes the layer scale with them.
+                # set_weights fills the adapted statistics, and this makes the layer scale with them.
                 target.finalize_state()
         self.outputs.append(copy.output)
 
     def build(self) -> keras.Model:
         """Return the averaged model (the one member itself when there is one)."""
         if not self.outputs:
-            raise ValueError("no member models were added to the average")
+            raise ValueError("the average has no members: call add() with a trained model before build()")
         output = self.outputs[0] if len(self.outputs) == 1 else keras.layers.Average(name="mean_minutes")(self.outputs)
         return keras.Model(inputs=self.inputs, outputs=output, name=f"parkcast_mlp_average_of_{len(self.outputs)}")

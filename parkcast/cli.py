@@ -252,7 +252,7 @@ def models_rollback(
 def retrain_command(
     trials: int = typer.Option(None, "--trials", min=1, max=200, help="Candidates to train; default PARKCAST_TRIALS."),
     force: bool = typer.Option(False, "--force", help="Retrain even when no records arrived since the champion was chosen."),
-    combine: TrialCombine = typer.Option(None, "--combine", help="best: keep the best trial; average: the mean of all trials. Default PARKCAST_TRIAL_COMBINE."),
+    combine: TrialCombine = typer.Option(None, "--combine", help="best keeps the trial with the lowest validation MAE, average saves the mean of all trials. Default PARKCAST_TRIAL_COMBINE."),
 ) -> None:
     """Retrain on the stored observations now, without ingesting files (same flow as the retrain deployment)."""
     from parkcast.flows.daily_forecast import retrain_on_stored_data

@@ -131,7 +131,7 @@ model_versions = sa.Table(
     sa.Column("eval_within_10", sa.Float),
     sa.Column("eval_scored_at", sa.DateTime(timezone=True)),
     sa.Column("trials", sa.Integer),
-    # How the trials became this model: "best" or "average"; NULL rows predate the column and are "best".
+    # How the trials were combined into this model, "best" or "average". Rows with NULL predate the column and are "best".
     sa.Column("trial_combine", sa.String(10)),
     sa.Column("curve_path", sa.String(500)),
 )

@@ -15,8 +15,8 @@ from sqlalchemy.engine import make_url
 __all__ = ["Settings", "SettingsError", "get_settings", "REPO_ROOT", "mask_url", "TrialCombine", "TRIAL_COMBINES", "check_trial_combine"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# How the trials of one retrain become one model: "best" keeps the trial with
-# the lowest validation MAE, "average" keeps the mean of every trial's forecast.
+# Ways to combine the trials of one retrain into one model: "best" keeps the
+# trial with the lowest validation MAE, "average" the mean of their forecasts.
 TrialCombine = Literal["best", "average"]
 TRIAL_COMBINES: tuple[str, ...] = get_args(TrialCombine)
 

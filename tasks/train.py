@@ -29,9 +29,10 @@ __all__ = [
 # The last share of training park days, in time order, drives early stopping.
 VALIDATION_SHARE = 0.1
 # Share of training rows whose metadata is hidden, so that days without
-# metadata are forecast as well as days with it. Against 0.3, a share of 0.1
-# lowered the backtest's validation MAE with metadata and left it the same
-# with the metadata of every validation row hidden (docs/benchmarks.md).
+# metadata are forecast as well as days with it. 0.1 and no year trend input
+# beat 0.3 with the trend on the backtest's validation days, both with their
+# metadata and with it hidden. Each change alone won on one and lost on the
+# other (docs/benchmarks.md).
 METADATA_MASK_SHARE = 0.1
 # Key of the Prefect progress artifact that train_best_candidate updates per epoch.
 PROGRESS_ARTIFACT_KEY = "training-progress"
@@ -219,7 +220,7 @@ def train_best_candidate(
     cells: pd.DataFrame, context: Context, hparams: HyperParameters, trials: int, max_horizon: int,
     combine: str = "best",
 ) -> Candidate:
-    """Train `trials` candidates with seeds hparams.seed, hparams.seed + 1, ...; return one model made of them.
+    """Train `trials` candidates with seeds hparams.seed, hparams.seed + 1, ... and combine them into one.
 
     With `combine` "best", that is the candidate with the lowest validation
     MAE. With "average", it is one model that outputs the mean of all the
@@ -263,7 +264,7 @@ def train_best_candidate(
 
 def _train_trials(cells: pd.DataFrame, context: Context, hparams: HyperParameters, trials: int, max_horizon: int,
                   model: keras.Model | None, combine: str, logger) -> tuple[Candidate, keras.Model]:
-    """Train the trials on `model` (or a new one); return the combined candidate and the trained compiled model."""
+    """Train the trials on `model`, or on a new one, and return the combined candidate and the compiled model."""
     if model is None:
         # Reset Keras's global state (layer names, seeds) left by earlier
         # models. It does not free their traced graphs, so only reusing one

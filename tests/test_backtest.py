@@ -87,7 +87,7 @@ def test_classic_mlp_has_no_history_features():
     history = {"base_level", "recent_level", "recent_hour_level", "last_year_level", "profile_level", "year_profile_level"}
     assert history.isdisjoint(CLASSIC_NUMERIC_FEATURES)
     assert "holiday_metric" in CLASSIC_NUMERIC_FEATURES
-    # The classic model tells years apart by the trend; the product's MLP does not read it.
+    # The classic model distinguishes the years by the trend, but the product's MLP does not read it.
     assert TREND_FEATURE in CLASSIC_NUMERIC_FEATURES
     assert TREND_FEATURE not in NUMERIC_FEATURES
 

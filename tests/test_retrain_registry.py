@@ -154,7 +154,7 @@ def test_two_process_retrains_one_champion(prefect_harness, database_url, real_s
 
 
 def test_averaged_challenger_is_saved_and_scored(prefect_harness, sqlite_engine, sqlite_url, real_slice, tmp_path):
-    """PARKCAST_TRIAL_COMBINE=average: the version's file holds the mean of the trials and the row says so."""
+    """PARKCAST_TRIAL_COMBINE=average: the version's file contains the mean of the trials, and the row records it."""
     engine = sqlite_engine
     settings = small_settings(sqlite_url, real_slice, tmp_path / "models", max_epochs=2, trials=2, trial_combine="average")
     ingest_folder.fn(engine, real_slice, settings.max_posted_wait)
