@@ -19,10 +19,10 @@ from parkcast.logs import get_logger
 from parkcast.models.mlp import HyperParameters, predict_minutes, to_model_inputs
 from parkcast.settings import Settings, get_settings
 from parkcast.tasks.evaluate import Scores, SeasonalNaive, score
-from parkcast.tasks.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, Context, build_features
+from parkcast.tasks.features import CATEGORICAL_FEATURES, FEATURE_SCHEMA_VERSION, NUMERIC_FEATURES, Context, build_features
 from parkcast.tasks.promote import apply_decision, current_champion, decide, record_evaluation, save_version
 from parkcast.tasks.registry import LOAD_ERRORS, load_model_file
-from parkcast.tasks.train import split_by_days, train_best_candidate
+from parkcast.tasks.train import Candidate, split_by_days, train_best_candidate
 
 __all__ = ["RetrainResult", "retrain", "RETRAIN_CONCURRENCY_LIMIT"]
 
@@ -55,6 +55,12 @@ def score_champion(champion: sa.Row | None, cells: pd.DataFrame, context: Contex
     """Re-score the current champion on the evaluation window; None if there is none or it is unusable."""
     if champion is None:
         return None
+    if champion.feature_schema_version != FEATURE_SCHEMA_VERSION:
+        get_logger().warning(
+            "Champion %s was trained on feature schema %s, but this code computes schema %s, so it cannot be "
+            "re-scored; any challenger that beats the baseline replaces it",
+            champion.id, champion.feature_schema_version, FEATURE_SCHEMA_VERSION)
+        return None
     try:
         model = load_model_file(Path(champion.file_path), champion.sha256)
     except LOAD_ERRORS as error:
@@ -78,6 +84,26 @@ def _finish_run(engine: sa.Engine, run_id: int, result: RetrainResult) -> None:
             challenger_mae=result.challenger.mae, champion_before_id=result.champion_id,
             champion_mae=result.champion.mae if result.champion else None, baseline_mae=result.baseline.mae,
             decision="promoted" if result.promoted else "rejected", decision_reason=result.reason))
+
+
+def _fail_run(engine: sa.Engine, run_id: int, challenger_id: str | None, error: Exception) -> None:
+    """Mark the training run failed and its saved challenger rejected, so neither stays half-done.
+
+    A second failure here, such as an unreachable database, is only logged,
+    because the caller raises the first error.
+    """
+    reason = f"retrain failed: {type(error).__name__}: {error}"
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.update(schema.training_runs).where(schema.training_runs.c.id == run_id).values(
+                finished_at=datetime.now(timezone.utc), status="failed", challenger_id=challenger_id,
+                decision_reason=reason))
+            if challenger_id is not None:
+                versions = schema.model_versions
+                connection.execute(sa.update(versions).where(versions.c.id == challenger_id, versions.c.status == "candidate")
+                                   .values(status="rejected", status_reason=reason))
+    except Exception as second:  # noqa: BLE001 - the retrain's own error matters more
+        get_logger().error("Could not mark training run %s failed: %s", run_id, second)
 
 
 def _format_scores(scores: Scores | None) -> str:
@@ -148,13 +174,29 @@ def _retrain(engine: sa.Engine, cells: pd.DataFrame, context: Context, settings:
     train_cells, eval_cells = split_by_days(cells, settings.evaluation_days)
     # Both models forecast the evaluation window from its eve, as in production.
     eval_cells = eval_cells.assign(as_of=train_cells["park_day"].max())
-    eval_start, eval_end = eval_cells["park_day"].min().date(), eval_cells["park_day"].max().date()
     max_horizon = max(settings.horizon_days, settings.evaluation_days)
     run_id = _start_run(engine, eval_cells)
     hparams = HyperParameters.parse(seed=settings.seed, max_epochs=settings.max_epochs)
+    combine = settings.trial_combine
+    if combine == "average" and settings.trials < 2:
+        get_logger().warning("PARKCAST_TRIAL_COMBINE=average needs PARKCAST_TRIALS of 2 or more; "
+                             "with %d trial the challenger is that trial, recorded as best", settings.trials)
+        combine = "best"
 
-    candidate = train_best_candidate(train_cells, context, hparams, settings.trials, max_horizon, settings.trial_combine)
-    challenger_id = save_version(engine, candidate, settings.model_dir, run_id, settings.trials, settings.trial_combine)
+    challenger_id = None
+    try:
+        candidate = train_best_candidate(train_cells, context, hparams, settings.trials, max_horizon, combine)
+        challenger_id = save_version(engine, candidate, settings.model_dir, run_id, settings.trials, combine)
+        return _decide(engine, run_id, challenger_id, candidate, train_cells, eval_cells, context, settings)
+    except Exception as error:
+        _fail_run(engine, run_id, challenger_id, error)
+        raise
+
+
+def _decide(engine: sa.Engine, run_id: int, challenger_id: str, candidate: Candidate, train_cells: pd.DataFrame,
+            eval_cells: pd.DataFrame, context: Context, settings: Settings) -> RetrainResult:
+    """Score the saved challenger, the champion and the baseline on the evaluation window, and apply the decision."""
+    eval_start, eval_end = eval_cells["park_day"].min().date(), eval_cells["park_day"].max().date()
     challenger = _score_model(candidate.model, eval_cells, context)
     record_evaluation(engine, challenger_id, challenger, eval_start, eval_end)
     # The champion is re-scored from its file on this same window; its stored

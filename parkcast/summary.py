@@ -48,6 +48,11 @@ def format_daily_summary(summary) -> str:
             f"  WARNING no park-day metadata for {format_date_ranges(forecast.fallback_dates)}: those rows use the "
             "ride's typical hours and calendar-only features (forecasts.from_metadata is false)"
         )
+    if forecast.rides_without_history:
+        lines.append(
+            f"  WARNING no observations of {', '.join(forecast.rides_without_history)}: no forecasts for them; "
+            "ingest their wait-time files"
+        )
     lines.append(f"Database: {summary.database}")
     lines.append(f"Read them: {READ_QUERY}")
     return "\n".join(lines)

@@ -56,14 +56,17 @@ def _hours_from_metadata(opens_minute: int, closes_minute: int) -> list[int]:
 
 
 def forecast_keys(engine: sa.Engine, context: Context, cells: pd.DataFrame, as_of: date, horizon_days: int) -> pd.DataFrame:
-    """List (ride, park day, hour) keys of every operating hour after `as_of`."""
+    """List (ride, park day, hour) keys of every operating hour after `as_of`, for rides observed in `cells`."""
     days = [as_of + timedelta(days=offset) for offset in range(1, horizon_days + 1)]
     with engine.connect() as connection:
         hours = pd.read_sql(sa.select(schema.park_hours).where(schema.park_hours.c.park_day.in_(days)), connection)
     opening = {(pd.Timestamp(r.park_day).date(), r.park_code): (r.opens_minute, r.closes_minute) for r in hours.itertuples()}
     typical = _typical_hours(cells)
+    observed = set(cells["ride_code"])
     rows = []
     for ride in context.rides.itertuples():
+        if ride.code not in observed:
+            continue  # No history means no base level (see write_forecasts).
         for day in days:
             if (day, ride.park_code) in opening:
                 ride_hours, from_metadata = _hours_from_metadata(*opening[(day, ride.park_code)]), True
@@ -139,6 +142,8 @@ class ForecastResult:
     unchanged: bool
     # Park days whose rows used typical hours because metadata did not cover them.
     fallback_dates: tuple[date, ...] = ()
+    # Known rides without a single observation, which get no forecasts.
+    rides_without_history: tuple[str, ...] = ()
 
 
 def _lock_forecast_day(connection: sa.Connection, as_of: date) -> None:
@@ -166,6 +171,13 @@ def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, ce
     """
     as_of = pd.Timestamp(cells["park_day"].max()).date()
     keys = forecast_keys(engine, context, cells, as_of, horizon_days)
+    # The model forecasts a correction to a ride's observed level. With no
+    # observation that level is 0 and the output is meaningless (it reached
+    # millions of minutes), so such rides are left out and reported.
+    rides_without_history = tuple(sorted(set(context.rides["code"]) - set(cells["ride_code"])))
+    if rides_without_history:
+        get_logger().warning("No forecasts for rides without observations: %s; ingest their wait-time files",
+                             ", ".join(rides_without_history))
     fallback_dates = tuple(sorted(set(keys.loc[~keys["from_metadata"], "park_day"])))
     fallback_days = len(fallback_dates)
     sets = schema.forecast_sets
@@ -176,7 +188,8 @@ def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, ce
         with engine.begin() as connection:
             refresh_park_day_history(connection, history_since)
         get_logger().info("Forecasts for as-of %s by model %s already stored; nothing to write", as_of, loaded.version_id)
-        return ForecastResult(as_of, len(keys), fallback_days, unchanged=True, fallback_dates=fallback_dates)
+        return ForecastResult(as_of, len(keys), fallback_days, unchanged=True, fallback_dates=fallback_dates,
+                              rides_without_history=rides_without_history)
 
     features = calendar_only_where_fallback(build_features(keys, context), keys)
     predicted = predict_minutes(loaded.model, to_model_inputs(features, CATEGORICAL_FEATURES, NUMERIC_FEATURES))
@@ -199,4 +212,5 @@ def write_forecasts(engine: sa.Engine, loaded: LoadedModel, context: Context, ce
         refresh_park_day_history(connection, history_since)
     get_logger().info("Wrote %d forecasts for %d park days after %s (%d days without metadata)",
                       len(rows), horizon_days, as_of, fallback_days)
-    return ForecastResult(as_of, len(rows), fallback_days, unchanged=False, fallback_dates=fallback_dates)
+    return ForecastResult(as_of, len(rows), fallback_days, unchanged=False, fallback_dates=fallback_dates,
+                          rides_without_history=rides_without_history)

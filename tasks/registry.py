@@ -186,11 +186,24 @@ def load_champion(engine: sa.Engine) -> LoadedModel:
         if problems:
             logger.error("Forecasting with earlier champion %s because newer files are broken", version.id)
         return LoadedModel(model=model, version_id=version.id, problems=problems)
+    if not problems:
+        problems = [_why_no_champion(engine)]
     raise NoUsableModelError(
-        "no usable champion model: " + ("; ".join(problems) or "none was ever promoted")
+        "no usable champion model: " + "; ".join(problems)
         + ". Train a new one with `parkcast retrain --force`, or choose an earlier version with "
         "`parkcast models list` and `parkcast models promote VERSION --reason TEXT`."
     )
+
+
+def _why_no_champion(engine: sa.Engine) -> str:
+    """Explain why no champion of this code's feature schema exists."""
+    table = schema.model_versions
+    with engine.connect() as connection:
+        champion = connection.execute(sa.select(table).where(table.c.status == "champion")).first()
+    if champion is None:
+        return "none was ever promoted"
+    return (f"the champion {champion.id} was trained on feature schema {champion.feature_schema_version}, "
+            f"but this code computes schema {FEATURE_SCHEMA_VERSION}")
 
 
 @contextlib.contextmanager

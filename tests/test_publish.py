@@ -255,6 +255,15 @@ def test_park_without_hours_falls_back(published):
     assert features.loc[others.index, "park_open_hour"].notna().all()
 
 
+def test_ride_without_observations_gets_no_keys(published):
+    """A known ride with no observed cell gets no forecast keys (its model input would have no base level)."""
+    known = published.cells[published.cells["ride_code"] != "soarin"]
+    keys = forecast_keys(published.engine, published.context, known, AS_OF_B, HORIZON)
+    assert "soarin" in set(published.context.rides["code"])
+    assert "soarin" not in set(keys["ride_code"])
+    assert set(keys["ride_code"]) == set(known["ride_code"])
+
+
 def test_hours_past_midnight_and_over_24():
     assert _hours_from_metadata(9 * 60, 25 * 60) == [*range(9, 24), 0]
     assert _hours_from_metadata(9 * 60, 24 * 60 + 30) == [*range(9, 24), 0]

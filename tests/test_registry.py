@@ -152,6 +152,38 @@ def test_load_champion_all_broken(sqlite_engine, tmp_path):
         load_champion(sqlite_engine)
 
 
+def test_load_champion_older_schema_named(sqlite_engine, tmp_path):
+    """A champion of another feature schema is not loaded, and the error names its schema."""
+    _add_version(sqlite_engine, tmp_path, "v-old-schema", "champion", promoted_minutes=1)
+    table = schema.model_versions
+    with sqlite_engine.begin() as connection:
+        connection.execute(sa.update(table).values(feature_schema_version=FEATURE_SCHEMA_VERSION - 1))
+    with pytest.raises(NoUsableModelError) as raised:
+        load_champion(sqlite_engine)
+    message = str(raised.value)
+    assert (f"the champion v-old-schema was trained on feature schema {FEATURE_SCHEMA_VERSION - 1}, "
+            f"but this code computes schema {FEATURE_SCHEMA_VERSION}") in message
+    assert "parkcast retrain --force" in message
+    assert "none was ever promoted" not in message
+
+
+def test_summary_reports_rides_without_history():
+    from parkcast.summary import format_daily_summary
+    from parkcast.tasks.ingest import IngestSummary
+    from parkcast.tasks.predict import ForecastResult
+
+    class Summary:
+        database = "sqlite://"
+        ingest = IngestSummary()
+        retrain = None
+        champion_id = "v1"
+        champion_problems = []
+        forecast = ForecastResult(date(2019, 3, 1), 10, 0, False, rides_without_history=("dinosaur", "soarin"))
+
+    text = format_daily_summary(Summary())
+    assert "WARNING no observations of dinosaur, soarin: no forecasts for them; ingest their wait-time files" in text
+
+
 def test_summary_reports_fallback():
     from parkcast.summary import format_daily_summary
     from parkcast.tasks.ingest import IngestSummary

@@ -15,7 +15,7 @@ from parkcast import schema
 from parkcast.db import make_engine, migrate
 from parkcast.flows.retrain import RETRAIN_CONCURRENCY_LIMIT, retrain
 from parkcast.settings import REPO_ROOT
-from parkcast.tasks.features import load_cells, load_context, with_history
+from parkcast.tasks.features import FEATURE_SCHEMA_VERSION, load_cells, load_context, with_history
 from parkcast.tasks.ingest import ingest_folder
 from parkcast.tasks.registry import file_sha256, load_model_file
 from tests.conftest import small_settings
@@ -99,7 +99,7 @@ import sys, time
 from pathlib import Path
 from parkcast.db import make_engine
 from parkcast.flows.retrain import retrain
-from parkcast.tasks.features import load_cells, load_context, with_history
+from parkcast.tasks.features import FEATURE_SCHEMA_VERSION, load_cells, load_context, with_history
 from tests.conftest import small_settings
 
 url, data_dir, model_dir, seed, start_file = sys.argv[1:6]
@@ -168,3 +168,54 @@ def test_averaged_challenger_is_saved_and_scored(prefect_harness, sqlite_engine,
     model = load_model_file(Path(row.file_path), row.sha256)
     assert model.get_layer("mean_minutes").__class__.__name__ == "Average"
     assert {layer.name for layer in model.layers} >= {"member_0_correction_minutes", "member_1_correction_minutes"}
+
+
+def test_older_schema_champion_is_not_scored(prefect_harness, sqlite_engine, sqlite_url, real_slice, tmp_path):
+    """A champion of another feature schema is not re-scored; the challenger only has to beat the baseline."""
+    engine = sqlite_engine
+    settings = small_settings(sqlite_url, real_slice, tmp_path / "models", max_epochs=2)
+    ingest_folder.fn(engine, real_slice, settings.max_posted_wait)
+    cells = load_cells.fn(engine)
+    context = with_history(load_context.fn(engine), cells)
+    first = retrain(engine, cells, context, settings)
+    versions = schema.model_versions
+    with engine.begin() as connection:
+        connection.execute(sa.update(versions).where(versions.c.id == first.challenger_id)
+                           .values(status="champion", feature_schema_version=FEATURE_SCHEMA_VERSION - 1))
+
+    second = retrain(engine, cells, context, settings.model_copy(update={"seed": 8}))
+
+    assert second.champion_id == first.challenger_id
+    assert second.champion is None
+    assert second.promoted == (second.challenger.mae < second.baseline.mae)
+    [run] = _row(engine, schema.training_runs, schema.training_runs.c.challenger_id == second.challenger_id)
+    assert run.status == "completed"
+
+
+def test_failed_retrain_marks_run_and_challenger(prefect_harness, sqlite_engine, sqlite_url, real_slice, tmp_path,
+                                                monkeypatch):
+    """An error after the challenger is saved leaves the run failed and the challenger rejected, not half-done."""
+    from parkcast.flows import retrain as retrain_module
+
+    engine = sqlite_engine
+    # average with one trial: trained and recorded as best.
+    settings = small_settings(sqlite_url, real_slice, tmp_path / "models", max_epochs=1, trial_combine="average")
+    ingest_folder.fn(engine, real_slice, settings.max_posted_wait)
+    cells = load_cells.fn(engine)
+    context = with_history(load_context.fn(engine), cells)
+
+    def failing_score(*args, **kwargs):
+        raise RuntimeError("scoring broke")
+
+    monkeypatch.setattr(retrain_module, "_score_model", failing_score)
+    with pytest.raises(RuntimeError, match="scoring broke"):
+        retrain(engine, cells, context, settings)
+
+    [run] = _row(engine, schema.training_runs)
+    assert run.status == "failed"
+    assert run.finished_at is not None
+    assert run.decision_reason == "retrain failed: RuntimeError: scoring broke"
+    [version] = _row(engine, schema.model_versions, schema.model_versions.c.id == run.challenger_id)
+    assert version.status == "rejected"
+    assert version.status_reason == "retrain failed: RuntimeError: scoring broke"
+    assert version.trial_combine == "best"
