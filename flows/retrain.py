@@ -63,10 +63,11 @@ def score_champion(champion: sa.Row | None, cells: pd.DataFrame, context: Contex
         return None
     try:
         model = load_model_file(Path(champion.file_path), champion.sha256)
+        # A file whose inputs do not match its row's feature schema fails here, in predict.
+        return _score_model(model, cells, context)
     except LOAD_ERRORS as error:
         get_logger().error("Champion %s cannot be re-scored, so any challenger that beats the baseline may replace it: %s", champion.id, error)
         return None
-    return _score_model(model, cells, context)
 
 
 def _start_run(engine: sa.Engine, eval_cells: pd.DataFrame) -> int:
@@ -179,7 +180,7 @@ def _retrain(engine: sa.Engine, cells: pd.DataFrame, context: Context, settings:
     hparams = HyperParameters.parse(seed=settings.seed, max_epochs=settings.max_epochs)
     combine = settings.trial_combine
     if combine == "average" and settings.trials < 2:
-        get_logger().warning("PARKCAST_TRIAL_COMBINE=average needs PARKCAST_TRIALS of 2 or more; "
+        get_logger().warning("Combining trials by average needs 2 or more trials (--trials or PARKCAST_TRIALS); "
                              "with %d trial the challenger is that trial, recorded as best", settings.trials)
         combine = "best"
 

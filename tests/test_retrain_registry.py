@@ -191,6 +191,23 @@ def test_older_schema_champion_is_not_scored(prefect_harness, sqlite_engine, sql
     [run] = _row(engine, schema.training_runs, schema.training_runs.c.challenger_id == second.challenger_id)
     assert run.status == "completed"
 
+    # A champion row of this schema whose file takes other inputs fails in predict: also not scored.
+    import keras
+
+    numeric = keras.Input(shape=(3,), name="numeric")
+    mismatched = tmp_path / "models" / "v-mismatched.h5"
+    keras.Model(numeric, keras.layers.Dense(1)(numeric)).save(mismatched)
+    with engine.begin() as connection:
+        connection.execute(sa.update(versions).where(versions.c.status == "champion").values(status="retired"))
+        connection.execute(sa.update(versions).where(versions.c.id == first.challenger_id).values(
+            status="champion", feature_schema_version=FEATURE_SCHEMA_VERSION, file_path=str(mismatched),
+            sha256=file_sha256(mismatched)))
+
+    third = retrain(engine, cells, context, settings.model_copy(update={"seed": 9}))
+
+    assert third.champion_id == first.challenger_id
+    assert third.champion is None
+
 
 def test_failed_retrain_marks_run_and_challenger(prefect_harness, sqlite_engine, sqlite_url, real_slice, tmp_path,
                                                 monkeypatch):
