@@ -210,7 +210,7 @@ def _decide(engine: sa.Engine, run_id: int, challenger_id: str, candidate: Candi
 
     champion_id = champion_row.id if champion_row is not None else None
     decision = apply_decision(engine, challenger_id, champion_id,
-                              decide(challenger, champion, baseline, settings.promotion_margin_minutes),
+                              decide(challenger, champion, baseline, settings.promotion_margin_minutes, champion_id),
                               challenger, champion, baseline)
     result = RetrainResult(challenger_id, challenger, champion_id, champion, baseline, decision.promote, decision.reason)
     _finish_run(engine, run_id, result)

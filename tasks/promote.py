@@ -125,17 +125,21 @@ def current_champion(engine: sa.Engine) -> sa.Row | None:
         return connection.execute(sa.select(table).where(table.c.status == "champion")).first()
 
 
-def decide(challenger: Scores, champion: Scores | None, baseline: Scores, margin: float) -> Decision:
+def decide(challenger: Scores, champion: Scores | None, baseline: Scores, margin: float,
+           unscored_champion_id: str | None = None) -> Decision:
     """Promote when the challenger beats the champion by `margin` minutes of MAE.
 
-    With no champion, the challenger must beat the seasonal-naive baseline
-    scored on the same window instead. Both champion and challenger scores must
-    come from the same evaluation window, never from a stored number.
+    With no champion scores, the challenger must beat the seasonal-naive
+    baseline scored on the same window instead. `unscored_champion_id` names a
+    champion that exists but could not be scored, for the reason text. Both
+    champion and challenger scores must come from the same evaluation window,
+    never from a stored number.
     """
     if champion is None:
+        case = "first model" if unscored_champion_id is None else f"champion {unscored_champion_id} could not be scored"
         if challenger.mae < baseline.mae:
-            return Decision(True, f"first model: MAE {challenger.mae:.2f} beats seasonal-naive baseline {baseline.mae:.2f}")
-        return Decision(False, f"first model: MAE {challenger.mae:.2f} does not beat seasonal-naive baseline {baseline.mae:.2f}")
+            return Decision(True, f"{case}: MAE {challenger.mae:.2f} beats seasonal-naive baseline {baseline.mae:.2f}")
+        return Decision(False, f"{case}: MAE {challenger.mae:.2f} does not beat seasonal-naive baseline {baseline.mae:.2f}")
     if challenger.mae <= champion.mae - margin:
         return Decision(True, f"MAE {challenger.mae:.2f} beats champion {champion.mae:.2f} by at least {margin:.2f}")
     return Decision(False, f"MAE {challenger.mae:.2f} does not beat champion {champion.mae:.2f} by {margin:.2f}")

@@ -25,3 +25,10 @@ def test_decide(challenger, champion, baseline, promote):
     decision = decide(_scores(challenger), _scores(champion) if champion else None, _scores(baseline), margin=0.1)
     assert decision.promote is promote
     assert f"{challenger:.2f}" in decision.reason
+
+
+def test_decide_names_unscored_champion():
+    """A champion that exists but could not be scored is named, not called a first model."""
+    decision = decide(_scores(10.0), None, _scores(12.0), margin=0.1, unscored_champion_id="v-old")
+    assert decision.promote
+    assert decision.reason == "champion v-old could not be scored: MAE 10.00 beats seasonal-naive baseline 12.00"

@@ -188,6 +188,7 @@ def test_older_schema_champion_is_not_scored(prefect_harness, sqlite_engine, sql
     assert second.champion_id == first.challenger_id
     assert second.champion is None
     assert second.promoted == (second.challenger.mae < second.baseline.mae)
+    assert second.reason.startswith(f"champion {first.challenger_id} could not be scored: MAE ")
     [run] = _row(engine, schema.training_runs, schema.training_runs.c.challenger_id == second.challenger_id)
     assert run.status == "completed"
 
