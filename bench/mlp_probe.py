@@ -40,7 +40,7 @@ WITH_TREND = [*NUMERIC_FEATURES[:3], TREND_FEATURE, *NUMERIC_FEATURES[3:]]
 
 @dataclass(frozen=True)
 class Change:
-    """One change to the product's training; the defaults are the product's."""
+    """One change to the product's training. Fields left at their defaults keep the product's settings."""
 
     numeric: tuple[str, ...] = tuple(NUMERIC_FEATURES)
     mask_share: float = METADATA_MASK_SHARE

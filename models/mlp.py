@@ -138,7 +138,7 @@ def predict_minutes(model: keras.Model, inputs: dict[str, tf.Tensor], batch_size
 
 
 class ModelAverage:
-    """Collects trained models into one model that outputs the mean of their forecasts.
+    """A builder that collects trained models into one model that outputs the mean of their forecasts.
 
     add() copies the model's layers and current weights at once, so the same
     compiled model can be trained again for the next member. The members'

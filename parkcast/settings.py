@@ -22,7 +22,7 @@ TRIAL_COMBINES: tuple[str, ...] = get_args(TrialCombine)
 
 
 def check_trial_combine(value: str) -> str:
-    """Return `value` if it is a way to combine trials, else raise ValueError naming it and the choices."""
+    """Check that `value` names a way to combine trials and return it. Raise ValueError naming it and the choices."""
     if value not in TRIAL_COMBINES:
         raise ValueError(f"combine={value!r} is not a way to combine trials; use one of {', '.join(TRIAL_COMBINES)}")
     return value

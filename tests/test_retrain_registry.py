@@ -28,6 +28,13 @@ def _row(engine, table, *where):
         return connection.execute(sa.select(table).where(*where)).all()
 
 
+def _ingest(engine, settings):
+    """Ingest the settings' data folder and return its cells and feature context."""
+    ingest_folder.fn(engine, settings.data_dir, settings.max_posted_wait)
+    cells = load_cells.fn(engine)
+    return cells, with_history(load_context.fn(engine), cells)
+
+
 def _save_worse_copy(source: Path, target: Path) -> str:
     """Copy a model with its correction shifted by 80 minutes, so it forecasts far too high."""
     model = load_model_file(source, file_sha256(source))
@@ -41,9 +48,7 @@ def _save_worse_copy(source: Path, target: Path) -> str:
 def test_stale_champion_score_cannot_win(prefect_harness, sqlite_engine, sqlite_url, real_slice, tmp_path):
     engine = sqlite_engine
     settings = small_settings(sqlite_url, real_slice, tmp_path / "models", max_epochs=3)
-    ingest_folder.fn(engine, real_slice, settings.max_posted_wait)
-    cells = load_cells.fn(engine)
-    context = with_history(load_context.fn(engine), cells)
+    cells, context = _ingest(engine, settings)
 
     first = retrain(engine, cells, context, settings)
 
@@ -157,9 +162,8 @@ def test_averaged_challenger_is_saved_and_scored(prefect_harness, sqlite_engine,
     """PARKCAST_TRIAL_COMBINE=average: the version's file contains the mean of the trials, and the row records it."""
     engine = sqlite_engine
     settings = small_settings(sqlite_url, real_slice, tmp_path / "models", max_epochs=2, trials=2, trial_combine="average")
-    ingest_folder.fn(engine, real_slice, settings.max_posted_wait)
-    cells = load_cells.fn(engine)
-    result = retrain(engine, cells, with_history(load_context.fn(engine), cells), settings)
+    cells, context = _ingest(engine, settings)
+    result = retrain(engine, cells, context, settings)
 
     versions = schema.model_versions
     [row] = _row(engine, versions, versions.c.id == result.challenger_id)
@@ -171,12 +175,10 @@ def test_averaged_challenger_is_saved_and_scored(prefect_harness, sqlite_engine,
 
 
 def test_older_schema_champion_is_not_scored(prefect_harness, sqlite_engine, sqlite_url, real_slice, tmp_path):
-    """A champion of another feature schema is not re-scored; the challenger only has to beat the baseline."""
+    """A champion of another feature schema is not re-scored, so the challenger only has to beat the baseline."""
     engine = sqlite_engine
     settings = small_settings(sqlite_url, real_slice, tmp_path / "models", max_epochs=2)
-    ingest_folder.fn(engine, real_slice, settings.max_posted_wait)
-    cells = load_cells.fn(engine)
-    context = with_history(load_context.fn(engine), cells)
+    cells, context = _ingest(engine, settings)
     first = retrain(engine, cells, context, settings)
     versions = schema.model_versions
     with engine.begin() as connection:
@@ -218,9 +220,7 @@ def test_failed_retrain_marks_run_and_challenger(prefect_harness, sqlite_engine,
     engine = sqlite_engine
     # average with one trial: trained and recorded as best.
     settings = small_settings(sqlite_url, real_slice, tmp_path / "models", max_epochs=1, trial_combine="average")
-    ingest_folder.fn(engine, real_slice, settings.max_posted_wait)
-    cells = load_cells.fn(engine)
-    context = with_history(load_context.fn(engine), cells)
+    cells, context = _ingest(engine, settings)
 
     def failing_score(*args, **kwargs):
         raise RuntimeError("scoring broke")

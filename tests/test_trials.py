@@ -1,4 +1,4 @@
-"""Retrain trials: memory stays flat across trials; the best trial, or the average of all, is returned."""
+"""Retrain trials: memory stays flat across trials, and the best trial or the average of all is returned."""
 
 from __future__ import annotations
 
